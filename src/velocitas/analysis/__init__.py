@@ -1,0 +1,1 @@
+"""Analysis: performance metrics (and, later, trend detection and ranking)."""

@@ -1,0 +1,1 @@
+"""Command-line entry point (typer) and its terminal rendering (rich)."""

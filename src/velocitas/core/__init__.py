@@ -1,0 +1,1 @@
+"""Core vocabulary shared by every layer: market data, fills, errors."""

@@ -1,0 +1,1 @@
+"""Execution: fills, ledgers, the backtest runner (and, later, live and distributed engines)."""
