@@ -90,9 +90,11 @@ def _open_data(files: list[Path], coin: str | None, chunk_rows: int) -> Iterator
         for batch in iter_chunks(files[0], coin=coin, chunk_rows=chunk_rows):
             yield _select(batch, coin)
         return
+    # With several files, --coin selects among them (each coinless file is named by its file
+    # name); with one file it also names that file's coin.
     series = []
     for f in files:
-        series.extend(load(f, coin=coin).series)
+        series.extend(load(f).series)
     merged = Dataset(tuple(series), source=",".join(str(f) for f in files))
     if len(set(merged.coins)) != len(merged.coins):
         raise ConfigError(f"the same coin appears in several files: {merged.coins}")

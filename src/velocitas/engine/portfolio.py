@@ -1,0 +1,134 @@
+"""The portfolio: all accounts together, marked in one merged time order.
+
+Owned by a single writer (the backtest runner, or the live engine's main process). It takes each
+batch's market data plus every account's :class:`AccountUpdate` and computes the equity of the
+sum of the accounts after each update of any traded coin. Fills of one update are applied in
+account registration order, so the result does not depend on which worker ran which account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from velocitas.analysis.metrics import (
+    E_INITIAL,
+    E_LAST,
+    Metrics,
+    equity_init,
+    round_trip_init,
+    summarize,
+)
+from velocitas.core.models import CoinSeries, Dataset
+from velocitas.engine.accounts import AccountUpdate
+from velocitas.engine.marking import EquityCurve, mark_portfolio
+
+
+class Portfolio:
+    """Global equity and metrics over ``coins``; starts with ``capital`` in cash."""
+
+    def __init__(self, coins: Sequence[str], capital: float) -> None:
+        self.coins = list(coins)
+        self._index = {c: i for i, c in enumerate(self.coins)}
+        n = len(self.coins)
+        self.cash = np.array([capital], dtype=np.float64)
+        self.positions = np.zeros(n, dtype=np.float64)
+        self.last_price = np.full(n, np.nan)
+        self.first_price = np.full(n, np.nan)
+        self.equity = equity_init(capital)
+        self.curve = EquityCurve()
+
+    def add_coin(self, coin: str) -> None:
+        if coin in self._index:
+            return
+        self._index[coin] = len(self.coins)
+        self.coins.append(coin)
+        self.positions = np.append(self.positions, 0.0)
+        self.last_price = np.append(self.last_price, np.nan)
+        self.first_price = np.append(self.first_price, np.nan)
+
+    def add_cash(self, amount: float) -> None:
+        """A new account joined (or, negative, left) with this much equity."""
+        self.cash[0] += amount
+        self.equity[E_INITIAL] += amount  # returns are measured on the capital at work
+        self.equity[E_LAST] += amount
+
+    def mark(self, batch: Dataset, updates: Sequence[AccountUpdate]) -> None:
+        """Apply one batch; ``updates`` in account registration order."""
+        present = [s for s in batch.series if s.coin in self._index and len(s) > 0]
+        if not present:
+            return
+        ts, price, row_coin, order, rank, offsets = self._merge(present)
+        ranks, coins, qty, cash_delta = [], [], [], []
+        for u in updates:
+            f = u.fills
+            if f["index"].shape[0] == 0:
+                continue
+            pos_after = f["position_after"]
+            pos_before = np.concatenate([[u.position_before], pos_after[:-1]])
+            ranks.append(rank[offsets[u.coin] + (f["index"] - u.updates_before)])
+            coins.append(np.full(pos_after.shape[0], self._index[u.coin], dtype=np.int64))
+            qty.append(pos_after - pos_before)
+            cash_delta.append(-(f["qty"] * f["price"] + f["fee"]))
+        if ranks:
+            fill_rank = np.concatenate(ranks)
+            by_rank = np.argsort(fill_rank, kind="stable")
+            args = (
+                fill_rank[by_rank],
+                np.concatenate(coins)[by_rank],
+                np.concatenate(qty)[by_rank],
+                np.concatenate(cash_delta)[by_rank],
+            )
+        else:
+            args = (
+                np.zeros(0, dtype=np.int64),
+                np.zeros(0, dtype=np.int64),
+                np.zeros(0),
+                np.zeros(0),
+            )
+        mark_portfolio(
+            order, row_coin, ts, price, *args, self.cash, self.positions, self.last_price,
+            self.equity, self.curve.ts, self.curve.equity, self.curve.state,
+        )  # fmt: skip
+
+    def _merge(self, present: list[CoinSeries]):  # type: ignore[no-untyped-def]
+        offsets: dict[str, int] = {}
+        row = 0
+        for s in present:
+            offsets[s.coin] = row
+            row += len(s)
+            ci = self._index[s.coin]
+            if np.isnan(self.first_price[ci]):
+                self.first_price[ci] = s.price[0]
+        if len(present) == 1:
+            only = present[0]
+            order = np.arange(len(only), dtype=np.int64)
+            row_coin = np.full(len(only), self._index[only.coin], dtype=np.int64)
+            return only.timestamp_ms, only.price, row_coin, order, order, offsets
+        ts = np.concatenate([s.timestamp_ms for s in present])
+        price = np.concatenate([s.price for s in present])
+        row_coin = np.concatenate(
+            [np.full(len(s), self._index[s.coin], dtype=np.int64) for s in present]
+        )
+        order = np.argsort(ts, kind="stable").astype(np.int64)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order), dtype=np.int64)
+        return ts, price, row_coin, order, rank, offsets
+
+    def metrics(self, accounts: Sequence[Metrics], fees_paid: float) -> Metrics:
+        """Portfolio figures; round-trip figures are pooled from the accounts' own."""
+        from dataclasses import replace
+
+        portfolio = summarize(self.equity, round_trip_init(), fees_paid)
+        trips = sum(m.round_trips for m in accounts)
+        wins = sum(m.win_rate * m.round_trips for m in accounts)
+        with np.errstate(invalid="ignore"):
+            bh = self.last_price / self.first_price - 1.0
+        finite = bh[np.isfinite(bh)]
+        return replace(
+            portfolio,
+            round_trips=trips,
+            win_rate=wins / trips if trips else 0.0,
+            buy_and_hold_return=float(finite.mean()) if finite.size else 0.0,
+        )
