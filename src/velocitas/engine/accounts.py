@@ -69,8 +69,14 @@ class Account:
         self.carry = np.array([config.capital, 0.0], dtype=np.float64)
         self.curve = EquityCurve()
         self.updates = 0
+        self.fills_dropped = 0
         self.last_price = float("nan")
         self.error: str | None = None
+
+    def drop_fill_log(self) -> None:
+        """Forget logged fills once reported (keeps a live worker's memory flat)."""
+        self.fills_dropped += self.log.count
+        self.log.count = 0
 
     def decide(self, series: CoinSeries, cfg: np.ndarray) -> None:
         """Run the strategy over the batch, booking fills (the decision path)."""
@@ -121,7 +127,7 @@ class Account:
         return AccountUpdate(
             strategy_id=self.strategy_id,
             coin=self.strategy.coin,
-            first_fill=first_fill,
+            first_fill=self.fills_dropped + first_fill,
             updates_before=updates_before,
             position_before=position_before,
             updates=self.updates,
@@ -149,11 +155,16 @@ class Account:
 
 
 class AccountGroup:
-    """A set of accounts processed together over the same batches (one worker's shard)."""
+    """A set of accounts processed together over the same batches (one worker's shard).
 
-    def __init__(self, config: ExecutionConfig) -> None:
+    With ``keep_fill_logs=False`` (workers) fills are reported once in the batch's updates and
+    then forgotten; the single writer that receives the updates keeps them.
+    """
+
+    def __init__(self, config: ExecutionConfig, *, keep_fill_logs: bool = True) -> None:
         self.config = config
         self.cfg = config.as_array()
+        self.keep_fill_logs = keep_fill_logs
         self.accounts: dict[str, Account] = {}
 
     def add(self, strategy_id: str, strategy: Strategy) -> None:
@@ -172,7 +183,14 @@ class AccountGroup:
             series = by_coin.get(account.strategy.coin)
             if series is not None:
                 updates.append(account.process(series, self.cfg))
+                if not self.keep_fill_logs:
+                    account.drop_fill_log()
         return updates
+
+    def snapshot(self, strategy_id: str) -> AccountUpdate:
+        """The account's current state as an update with no new fills."""
+        a = self.accounts[strategy_id]
+        return a.update_since(a.log.count, a.updates, float(a.ledger[POSITION]))
 
     def results(self, order: Iterable[str] | None = None) -> list[AccountResult]:
         ids = list(order) if order is not None else list(self.accounts)

@@ -15,6 +15,7 @@ import numpy as np
 from velocitas.analysis.metrics import (
     E_INITIAL,
     E_LAST,
+    E_PEAK,
     Metrics,
     equity_init,
     round_trip_init,
@@ -53,6 +54,18 @@ class Portfolio:
         self.cash[0] += amount
         self.equity[E_INITIAL] += amount  # returns are measured on the capital at work
         self.equity[E_LAST] += amount
+        self.equity[E_PEAK] += amount
+
+    def remove_account(self, coin: str, cash: float, position: float, capital: float) -> None:
+        """An account left: its cash and position leave the portfolio (P&L measured without
+        it from now on)."""
+        self.cash[0] -= cash
+        self.positions[self._index[coin]] -= position
+        price = self.last_price[self._index[coin]]
+        equity = cash + (position * price if position != 0.0 else 0.0)
+        self.equity[E_INITIAL] -= capital
+        self.equity[E_LAST] -= equity
+        self.equity[E_PEAK] -= equity
 
     def mark(self, batch: Dataset, updates: Sequence[AccountUpdate]) -> None:
         """Apply one batch; ``updates`` in account registration order."""

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from velocitas.data.synthetic import generate
 
 from velocitas.core.errors import ConfigError
 from velocitas.core.models import CoinSeries, Dataset, MarketData
+from velocitas.data.synthetic import generate
 from velocitas.engine.backtest import run_backtest, strategy_ids
 from velocitas.engine.fills import ExecutionConfig
 from velocitas.strategies.base import Strategy

@@ -1,0 +1,360 @@
+"""The live engine's writer-side state and the immutable snapshots readers see.
+
+Only the dispatcher thread (or ``run``) mutates :class:`EngineState`; after each applied batch
+it publishes a new :class:`Snapshot` by swapping one reference, so a reader always sees every
+figure from the same batch: the global totals are the sums of exactly the per-strategy figures
+in the same snapshot. Trades and P&L curves are append-only under a small lock, and a snapshot
+only shows the entries that existed when it was published.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from velocitas.analysis.metrics import E_INITIAL, E_LAST, Metrics, summarize
+from velocitas.core.models import Dataset
+from velocitas.engine.accounts import AccountUpdate
+from velocitas.engine.fills import ExecutionConfig
+from velocitas.engine.ledger import FEES, IGNORED, REJECTED, LedgerSnapshot
+from velocitas.engine.marking import EquityCurve, curve_add
+from velocitas.engine.portfolio import Portfolio
+from velocitas.engine.results import AccountResult, BacktestResult
+from velocitas.strategies.base import Strategy
+
+_LATENCY_SAMPLES = 2_048
+_GLOBAL = "__global__"
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyInfo:
+    strategy_id: str
+    name: str
+    coin: str
+    params: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Trades:
+    """Append-only recent fills with a global sequence number (bounded)."""
+
+    capacity: int
+    rows: deque[tuple[int, int, str, str, float, float, float]] = field(init=False)
+    count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.rows = deque(maxlen=self.capacity)
+
+    def extend(self, batch: list[tuple[str, str, dict[str, np.ndarray]]]) -> None:
+        """Append one batch's fills of several accounts in (timestamp, account) order."""
+        rows = []
+        for order, (sid, coin, fills) in enumerate(batch):
+            ts, qty, price, fee = (fills[k].tolist() for k in ("ts", "qty", "price", "fee"))
+            rows.extend(
+                (t, order, sid, coin, q, p, f)
+                for t, q, p, f in zip(ts, qty, price, fee, strict=True)
+            )
+        rows.sort(key=lambda r: (r[0], r[1]))
+        with self.lock:
+            for t, _order, sid, coin, q, p, f in rows:
+                self.count += 1
+                self.rows.append((self.count, t, sid, coin, q, p, f))
+
+
+def _percentiles_ms(samples: deque[int]) -> dict[str, float | None]:
+    if not samples:
+        return {"p50": None, "p99": None}
+    arr = np.fromiter(samples, dtype=np.float64) / 1e6
+    return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99))}
+
+
+def _metrics_dict(m: Metrics) -> dict[str, Any]:
+    out = m.to_dict()
+    for k, v in out.items():
+        if isinstance(v, float) and not np.isfinite(v):
+            out[k] = None
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything readers see, as of one applied batch."""
+
+    infos: dict[str, StrategyInfo]
+    latest: dict[str, AccountUpdate]
+    status: dict[str, str]
+    errors: dict[str, str]
+    active: tuple[str, ...]
+    portfolio_equity: np.ndarray
+    engine: dict[str, Any]
+    trades_seen: int
+    latency: dict[str, dict[str, float | None]]
+    state: EngineState
+
+    def strategy_metrics(self, sid: str) -> dict[str, Any]:
+        info = self.infos[sid]
+        u = self.latest.get(sid)
+        out: dict[str, Any] = {
+            "strategy_id": sid,
+            "strategy": info.name,
+            "coin": info.coin,
+            "params": info.params,
+            "status": self.status[sid],
+            "error": self.errors.get(sid),
+            "latency_ms": self.latency.get(sid, {"p50": None, "p99": None}),
+        }
+        if u is None:
+            capital = self.state.config.capital
+            out.update(position=0.0, cash=capital, avg_entry=0.0, realized_pnl=0.0,
+                       unrealized_pnl=0.0, total_pnl=0.0, fees_paid=0.0, equity=capital,
+                       last_price=None, trades=0, rejected_orders=0, ignored_signals=0)  # fmt: skip
+            return out
+        led = LedgerSnapshot.of(u.ledger, u.last_price)
+        out.update(
+            position=led.position,
+            cash=led.cash,
+            avg_entry=led.avg_entry,
+            realized_pnl=led.realized_pnl,
+            unrealized_pnl=led.unrealized_pnl,
+            total_pnl=led.total_pnl,
+            fees_paid=led.fees_paid,
+            equity=led.equity,
+            last_price=u.last_price,
+            trades=led.fills,
+            rejected_orders=int(u.ledger[REJECTED]),
+            ignored_signals=int(u.ledger[IGNORED]),
+        )
+        m = _metrics_dict(summarize(u.equity, u.trips, float(u.ledger[FEES])))
+        for key in ("total_pnl",):
+            m.pop(key)
+        out.update(m)
+        return out
+
+    def as_metrics(self, engine_extra: dict[str, Any]) -> dict[str, Any]:
+        strategies = {sid: self.strategy_metrics(sid) for sid in self.active}
+        totals = {
+            key: sum(s[key] for s in strategies.values())
+            for key in (
+                "realized_pnl", "unrealized_pnl", "total_pnl", "fees_paid", "equity", "trades",
+            )
+        }  # fmt: skip
+        portfolio = summarize(self.portfolio_equity, np.zeros(12), totals["fees_paid"])
+        global_ = {
+            **totals,
+            "strategies": len(strategies),
+            "errored": sum(1 for s in strategies.values() if s["status"] == "errored"),
+            "total_return": portfolio.total_return,
+            "sharpe": portfolio.sharpe,
+            "sortino": portfolio.sortino,
+            "max_drawdown": portfolio.max_drawdown,
+            "exposure": portfolio.exposure,
+            "round_trips": sum(s.get("round_trips", 0) for s in strategies.values()),
+        }
+        global_ = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                   for k, v in global_.items()}  # fmt: skip
+        return {
+            "global": global_,
+            "strategies": strategies,
+            "engine": {**self.engine, **engine_extra, "latency_ms": self.latency.get(_GLOBAL)},
+        }
+
+    def trades(self, limit: int, strategy_id: str | None, coin: str | None) -> list[dict[str, Any]]:
+        trades = self.state.trades
+        with trades.lock:
+            rows = list(trades.rows)
+        out = []
+        for seq, t, sid, c, q, p, f in reversed(rows):
+            if seq > self.trades_seen:
+                continue
+            if (strategy_id and sid != strategy_id) or (coin and c != coin):
+                continue
+            out.append({"timestamp": t, "side": "BUY" if q > 0 else "SELL", "price": p,
+                        "quantity": abs(q), "fee": f, "strategy_id": sid, "coin": c})  # fmt: skip
+            if len(out) >= limit:
+                break
+        return out
+
+    def pnl_history(self, strategy_id: str | None) -> list[dict[str, Any]]:
+        key = strategy_id or _GLOBAL
+        curve = self.state.pnl_curves.get(key)
+        if curve is None:
+            return []
+        with self.state.curve_lock:
+            points = curve.points()
+        return [{"timestamp": t, "pnl": v} for t, v in points]
+
+
+class EngineState:
+    """Writer-side state of the live engine (mutated by one thread only)."""
+
+    def __init__(self, config: ExecutionConfig, trade_history: int) -> None:
+        self.config = config
+        self.trades = _Trades(trade_history)
+        self.curve_lock = threading.Lock()
+        self.infos: dict[str, StrategyInfo] = {}
+        self.status: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        self.latest: dict[str, AccountUpdate] = {}
+        self.active: list[str] = []
+        self.portfolio = Portfolio([], 0.0)
+        self.pnl_curves: dict[str, EquityCurve] = {_GLOBAL: EquityCurve()}
+        self.latency: dict[str, deque[int]] = {_GLOBAL: deque(maxlen=_LATENCY_SAMPLES)}
+        self.all_fills: dict[str, list[dict[str, np.ndarray]]] | None = None
+        self.ticks_in = 0
+        self.ticks_processed = 0
+        self.batches = 0
+        self.queue_depth = 0
+        self.source = ""
+        self.source_error: str | None = None
+        self.run_status = "idle"
+        self.started_at: float | None = None
+        self._rate_window: deque[tuple[float, int]] = deque(maxlen=256)
+        self.snapshot = self._publish()
+
+    def coins(self) -> set[str]:
+        return {self.infos[s].coin for s in self.active}
+
+    def active_ids(self) -> list[str]:
+        return list(self.active)
+
+    def added(self, sid: str, strategy: Strategy) -> None:
+        self.infos[sid] = StrategyInfo(sid, strategy.name, strategy.coin, dict(strategy.params))
+        self.status[sid] = "active"
+        self.active.append(sid)
+        self.portfolio.add_coin(strategy.coin)
+        self.portfolio.add_cash(self.config.capital)
+        self.pnl_curves[sid] = EquityCurve()
+        self.latency[sid] = deque(maxlen=_LATENCY_SAMPLES)
+        if self.all_fills is not None:
+            self.all_fills[sid] = []
+        self.snapshot = self._publish()
+
+    def removed(self, sid: str, final: AccountUpdate) -> None:
+        led = LedgerSnapshot.of(final.ledger, final.last_price)
+        self.portfolio.remove_account(self.infos[sid].coin, led.cash, led.position,
+                                      self.config.capital)  # fmt: skip
+        self.active.remove(sid)
+        self.status[sid] = "removed"
+        self.latest[sid] = final
+        self.snapshot = self._publish()
+
+    def started(self, source: str, *, keep_all_fills: bool = False) -> None:
+        self.source = source
+        self.source_error = None
+        self.run_status = "running"
+        self.started_at = time.time()
+        if keep_all_fills:
+            self.all_fills = {sid: [] for sid in self.active}
+        self.snapshot = self._publish()
+
+    def stopped(self) -> None:
+        self.run_status = "stopped"
+        self.snapshot = self._publish()
+
+    def executor_closed(self) -> None:
+        self.snapshot = self._publish()
+
+    def applied(self, batch: Dataset, updates: list[AccountUpdate], oldest_arrival_ns: int) -> None:
+        self.portfolio.mark(batch, updates)
+        now = time.perf_counter_ns()
+        latency = now - oldest_arrival_ns
+        self.latency[_GLOBAL].append(latency)
+        last_ts = max(int(s.timestamp_ms[-1]) for s in batch.series) if batch.series else 0
+        new_fills = []
+        with self.curve_lock:
+            for u in updates:
+                sid = u.strategy_id
+                self.latest[sid] = u
+                self.latency[sid].append(latency)
+                if u.error and self.status.get(sid) == "active":
+                    self.status[sid] = "errored"
+                    self.errors[sid] = u.error
+                if u.fills["index"].shape[0]:
+                    new_fills.append((sid, u.coin, u.fills))
+                    if self.all_fills is not None:
+                        self.all_fills[sid].append(u.fills)
+                c = self.pnl_curves[sid]
+                pnl = float(u.equity[E_LAST] - u.equity[E_INITIAL])
+                curve_add(c.ts, c.equity, c.state, last_ts, pnl)
+            g = self.pnl_curves[_GLOBAL]
+            eq = self.portfolio.equity
+            curve_add(g.ts, g.equity, g.state, last_ts, float(eq[E_LAST] - eq[E_INITIAL]))
+        if new_fills:
+            self.trades.extend(new_fills)
+        self.ticks_processed += len(batch)
+        self.batches += 1
+        self.snapshot = self._publish()
+
+    def _latency_figures(self) -> dict[str, dict[str, float | None]]:
+        # Percentiles cost a sort: refresh them every 64 batches, not on every publish.
+        if self.batches % 64 == 0 or not hasattr(self, "_latency_cache"):
+            self._latency_cache = {k: _percentiles_ms(v) for k, v in self.latency.items()}
+        return self._latency_cache
+
+    def _publish(self) -> Snapshot:
+        now = time.monotonic()
+        window = self._rate_window
+        window.append((now, self.ticks_processed))
+        while len(window) > 2 and now - window[0][0] > 2.0:
+            window.popleft()
+        span = now - window[0][0]
+        rate = (self.ticks_processed - window[0][1]) / span if span > 0 else 0.0
+        engine = {
+            "status": self.run_status,
+            "source": self.source,
+            "source_error": self.source_error,
+            "ticks_in": self.ticks_in,
+            "ticks_processed": self.ticks_processed,
+            "ticks_per_s": rate,
+            "lag_ticks": self.ticks_in - self.ticks_processed,
+            "batches": self.batches,
+            "uptime_s": (time.time() - self.started_at) if self.started_at else 0.0,
+        }
+        return Snapshot(
+            infos=dict(self.infos),
+            latest=dict(self.latest),
+            status=dict(self.status),
+            errors=dict(self.errors),
+            active=tuple(self.active),
+            portfolio_equity=self.portfolio.equity.copy(),
+            engine=engine,
+            trades_seen=self.trades.count,
+            latency=self._latency_figures(),
+            state=self,
+        )
+
+    def result(self, elapsed_s: float) -> BacktestResult:
+        """A BacktestResult of a ``run()`` (every fill kept)."""
+        from velocitas.engine.backtest import summarize_run
+
+        assert self.all_fills is not None
+        accounts = []
+        for sid in self.active:
+            info, u = self.infos[sid], self.latest.get(sid)
+            if u is None:
+                continue
+            parts = self.all_fills[sid]
+            keys = ("index", "ts", "qty", "price", "fee", "cash_after", "position_after")
+            fills = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
+                     for k in keys}  # fmt: skip
+            accounts.append(
+                AccountResult(
+                    strategy_id=sid,
+                    strategy=info.name,
+                    coin=info.coin,
+                    params=info.params,
+                    metrics=summarize(u.equity, u.trips, float(u.ledger[FEES])),
+                    ledger=LedgerSnapshot.of(u.ledger, u.last_price),
+                    fills=fills,
+                    equity_curve=[],
+                    error=u.error,
+                )
+            )
+        self.all_fills = None
+        return summarize_run(accounts, self.portfolio, self.ticks_processed, elapsed_s)

@@ -1,0 +1,34 @@
+"""The serial executor: every account in this process (the reference for determinism tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from velocitas.core.models import Dataset
+from velocitas.engine.accounts import AccountGroup, AccountUpdate
+from velocitas.engine.fills import ExecutionConfig
+from velocitas.strategies.base import Strategy
+
+
+class SerialExecutor:
+    """Runs all accounts in the calling thread."""
+
+    def __init__(self, config: ExecutionConfig) -> None:
+        self.group = AccountGroup(config, keep_fill_logs=False)
+
+    def add(self, strategy_id: str, strategy: Strategy) -> None:
+        self.group.add(strategy_id, strategy)
+
+    def remove(self, strategy_id: str) -> AccountUpdate:
+        final = self.group.snapshot(strategy_id)
+        self.group.remove(strategy_id)
+        return final
+
+    def process(self, batch: Dataset) -> list[AccountUpdate]:
+        return self.group.process(batch)
+
+    def health(self) -> list[dict[str, Any]]:
+        return [{"worker": 0, "alive": True, "accounts": len(self.group.accounts), "restarts": 0}]
+
+    def close(self) -> None:
+        """Nothing to stop."""

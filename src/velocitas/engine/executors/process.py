@@ -1,0 +1,246 @@
+"""Worker processes: each owns a shard of accounts; batches go out, updates come back.
+
+Fault tolerance: the executor keeps, per worker, a checkpoint of its whole shard (taken every
+``checkpoint_every`` batches) and a journal of every command sent since. When a worker dies
+(its process sentinel fires, so detection is immediate while waiting and at most
+``health_interval_s`` when idle), a new process restores the checkpoint and replays the
+journal. The engine is deterministic, so the replay rebuilds exactly the state the dead worker
+had; replies to replayed commands that were already received are discarded, so no fill is lost
+or duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import pickle
+from multiprocessing.connection import wait
+from typing import Any
+
+import cloudpickle
+
+from velocitas.core.errors import VelocitasError
+from velocitas.core.models import Dataset
+from velocitas.engine.accounts import AccountUpdate
+from velocitas.engine.fills import ExecutionConfig
+from velocitas.engine.workers import serve
+from velocitas.strategies.base import Strategy
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerError(VelocitasError):
+    """A worker reported a failure in the engine itself (not in a strategy)."""
+
+
+class _Worker:
+    """The engine-side handle of one worker process."""
+
+    def __init__(self, index: int, ctx: Any, config: ExecutionConfig) -> None:
+        self.index = index
+        self.ctx = ctx
+        self.config = config
+        self.ids: list[str] = []
+        self.coins: set[str] = set()
+        self.checkpoint: bytes | None = None
+        self.journal: list[tuple[Any, ...]] = []
+        self.batches_since_checkpoint = 0
+        self.restarts = 0
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.conn, child = self.ctx.Pipe(duplex=True)
+        self.process = self.ctx.Process(
+            target=serve, args=(child, self.config), name=f"velocitas-worker-{self.index}",
+            daemon=True,
+        )  # fmt: skip
+        self.process.start()
+        child.close()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.process.is_alive())
+
+    def send(self, message: tuple[Any, ...], *, journal: bool = True) -> None:
+        """Send a command; if the process is gone, restart it (the restart resends it)."""
+        if journal:
+            self.journal.append(message)
+        try:
+            self.conn.send(message)
+        except OSError:
+            self.process.join(timeout=1.0)
+            if journal:
+                self.restart()
+            else:
+                self.restart()
+                self.conn.send(message)
+
+    def restart(self) -> None:
+        """Replace a dead process and rebuild its state: checkpoint, then the journal."""
+        self.conn.close()
+        self.process.join(timeout=1.0)
+        logger.warning("worker %d died (exit code %s); restarting", self.index,
+                       self.process.exitcode)  # fmt: skip
+        self.restarts += 1
+        self._spawn()
+        if self.checkpoint is not None:
+            self.conn.send(("restore", self.checkpoint))
+            _expect(self, self.conn.recv(), "ok")
+        for message in self.journal[:-1]:
+            self.conn.send(message)
+            self.conn.recv()  # already applied by the engine before the crash: discard
+        if self.journal:
+            self.conn.send(self.journal[-1])  # the command in flight: its reply is awaited
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.alive:
+            try:
+                self.conn.send(("stop",))
+                if self.conn.poll(timeout_s):
+                    self.conn.recv()
+            except (OSError, EOFError):
+                pass
+        self.process.join(timeout_s)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout_s)
+        self.conn.close()
+
+
+def _expect(worker: _Worker, reply: tuple[Any, ...], kind: str) -> tuple[Any, ...]:
+    if reply[0] == "error":
+        raise WorkerError(f"worker {worker.index}: {reply[1]}")
+    if reply[0] != kind:
+        raise WorkerError(f"worker {worker.index}: expected {kind!r}, got {reply[0]!r}")
+    return reply
+
+
+class ProcessExecutor:
+    """Accounts sharded over ``num_workers`` processes (least-loaded placement)."""
+
+    def __init__(
+        self,
+        config: ExecutionConfig,
+        num_workers: int,
+        *,
+        checkpoint_every: int = 64,
+        start_method: str = "spawn",
+    ) -> None:
+        self.config = config
+        self.checkpoint_every = checkpoint_every
+        ctx = mp.get_context(start_method)
+        self.workers = [_Worker(i, ctx, config) for i in range(num_workers)]
+        self.order: list[str] = []
+        self.where: dict[str, _Worker] = {}
+        self.coin_of: dict[str, str] = {}
+        self._seq = 0
+        self._closed = False
+
+    def _call(self, worker: _Worker, message: tuple[Any, ...], kind: str) -> tuple[Any, ...]:
+        worker.send(message)
+        return _expect(worker, self._receive(worker), kind)
+
+    def _receive(self, worker: _Worker) -> tuple[Any, ...]:
+        while True:
+            ready = wait([worker.conn, worker.process.sentinel])
+            if worker.conn in ready:
+                try:
+                    return worker.conn.recv()  # type: ignore[no-any-return]
+                except (EOFError, OSError):
+                    pass
+            worker.restart()
+
+    def add(self, strategy_id: str, strategy: Strategy) -> None:
+        worker = min(self.workers, key=lambda w: (len(w.ids), w.index))
+        blob = cloudpickle.dumps(strategy, protocol=pickle.HIGHEST_PROTOCOL)
+        self._call(worker, ("add", strategy_id, blob), "ok")
+        worker.ids.append(strategy_id)
+        worker.coins.add(strategy.coin)
+        self.order.append(strategy_id)
+        self.where[strategy_id] = worker
+        self.coin_of[strategy_id] = strategy.coin
+
+    def remove(self, strategy_id: str) -> AccountUpdate:
+        worker = self.where.pop(strategy_id)
+        reply = self._call(worker, ("remove", strategy_id), "removed")
+        worker.ids.remove(strategy_id)
+        self.order.remove(strategy_id)
+        del self.coin_of[strategy_id]
+        worker.coins = {self.coin_of[i] for i in worker.ids}
+        return reply[1]  # type: ignore[no-any-return]
+
+    def process(self, batch: Dataset) -> list[AccountUpdate]:
+        self._seq += 1
+        busy = []
+        for worker in self.workers:
+            series = tuple(s for s in batch.series if s.coin in worker.coins)
+            if series:
+                worker.send(("batch", self._seq, Dataset(series, batch.source)))
+                busy.append(worker)
+        by_id: dict[str, AccountUpdate] = {}
+        pending = {w.conn: w for w in busy}
+        sentinels = {w.process.sentinel: w for w in busy}
+        while pending:
+            for ready in wait([*pending, *sentinels]):
+                worker = pending.get(ready) or sentinels.get(ready)  # type: ignore[arg-type]
+                if worker is None or worker.conn not in pending:
+                    continue
+                if ready is worker.conn:
+                    try:
+                        reply = worker.conn.recv()
+                    except (EOFError, OSError):
+                        continue  # its sentinel fires next
+                    _expect(worker, reply, "batch")
+                    for update in reply[2]:
+                        by_id[update.strategy_id] = update
+                    del pending[worker.conn]
+                    del sentinels[worker.process.sentinel]
+                else:
+                    del pending[worker.conn]
+                    del sentinels[worker.process.sentinel]
+                    worker.restart()
+                    pending[worker.conn] = worker
+                    sentinels[worker.process.sentinel] = worker
+        for worker in busy:
+            worker.batches_since_checkpoint += 1
+            if worker.batches_since_checkpoint >= self.checkpoint_every:
+                self._checkpoint(worker)
+        return [by_id[i] for i in self.order if i in by_id]
+
+    def _checkpoint(self, worker: _Worker) -> None:
+        worker.send(("checkpoint",), journal=False)
+        reply = _expect(worker, self._receive(worker), "checkpoint")
+        worker.checkpoint = reply[1]
+        worker.journal.clear()
+        worker.batches_since_checkpoint = 0
+
+    def check_health(self) -> int:
+        """Restart any worker that died while idle; returns how many were restarted."""
+        restarted = 0
+        for worker in self.workers:
+            if not worker.alive:
+                worker.journal.append(("ping",))
+                worker.restart()
+                _expect(worker, worker.conn.recv(), "pong")
+                worker.journal.pop()
+                restarted += 1
+        return restarted
+
+    def health(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "worker": w.index,
+                "pid": w.process.pid,
+                "alive": w.alive,
+                "accounts": len(w.ids),
+                "restarts": w.restarts,
+            }
+            for w in self.workers
+        ]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self.workers:
+            worker.stop()
