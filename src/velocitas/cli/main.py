@@ -64,13 +64,23 @@ def _custom_class(spec: str) -> type:
     return cls
 
 
-def _build_strategies(name: str, coins: list[str], params: dict[str, Any]) -> list[Any]:
-    from velocitas.strategies.registry import create_strategy
+def _build_strategies(names: list[str], coins: list[str], params: dict[str, Any]) -> list[Any]:
+    """One strategy per (name, coin); ``all`` expands to the six built-ins (default params)."""
+    from velocitas.strategies.registry import BUILTINS, create_strategy
 
-    if name.endswith(".py") or ".py:" in name:
-        cls = _custom_class(name)
-        return [cls(cls.__name__, coin, **params) for coin in coins]
-    return [create_strategy(name, coin=coin, **params) for coin in coins]
+    expanded: list[str] = []
+    for name in names:
+        expanded.extend(BUILTINS if name == "all" else [name])
+    if len(expanded) > 1 and params:
+        raise ConfigError("--param applies to a single --strategy; drop it or name one strategy")
+    out = []
+    for name in expanded:
+        if name.endswith(".py") or ".py:" in name:
+            cls = _custom_class(name)
+            out.extend(cls(cls.__name__, coin, **params) for coin in coins)
+        else:
+            out.extend(create_strategy(name, coin=coin, **params) for coin in coins)
+    return out
 
 
 def _select(batch: Dataset, coin: str | None) -> Dataset:
@@ -125,6 +135,17 @@ def _run_with_progress(
         )
 
 
+def _run_on_engine(
+    strategies: list[Any], batches: Iterator[Dataset], config: Any, backend: str, workers: int
+) -> Any:
+    from velocitas.engine.live import HFTEngine
+
+    with HFTEngine(num_workers=workers, backend=backend, config=config) as engine:
+        for s in strategies:
+            engine.register_strategy(s)
+        return engine.run(batches)
+
+
 @app.command()
 def backtest(
     data_files: Annotated[
@@ -132,8 +153,9 @@ def backtest(
         typer.Argument(help="CSV files (.csv or .csv.gz); default: the packaged sample"),
     ] = None,
     strategy: Annotated[
-        str, typer.Option(help="Registered name, or path/to/file.py:ClassName")
-    ] = "SMA_Crossover",
+        list[str] | None,
+        typer.Option(help="Registered name, 'all', or path/to/file.py:ClassName; repeatable"),
+    ] = None,
     coin: Annotated[str | None, typer.Option(help="Only this coin (names coinless files)")] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Strategy parameter key=value")
@@ -145,6 +167,8 @@ def backtest(
     capital: Annotated[float, typer.Option(help="Starting cash per (coin, strategy)")] = 1e6,
     allow_short: Annotated[bool, typer.Option(help="Let strategies sell short")] = False,
     chunk_rows: Annotated[int, typer.Option(help="Rows per streamed batch")] = 1_000_000,
+    workers: Annotated[int, typer.Option(help="Worker processes (process/ray backends)")] = 1,
+    backend: Annotated[str, typer.Option(help="serial, process or ray")] = "serial",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """Backtest a strategy on every coin of the data (or one --coin)."""
@@ -174,18 +198,26 @@ def backtest(
             raise ConfigError(
                 f"no market data for coin {coin}" if coin else "the data files hold no rows"
             )
-        strategies = _build_strategies(strategy, first.coins, params)
+        if backend not in ("serial", "process", "ray"):
+            raise ConfigError(f"--backend must be serial, process or ray, was {backend!r}")
+        if workers < 1:
+            raise ConfigError(f"--workers must be >= 1, was {workers}")
+        strategies = _build_strategies(strategy or ["SMA_Crossover"], first.coins, params)
 
         def all_batches() -> Iterator[Dataset]:
             yield first
             yield from batches
 
-        result = _run_with_progress(strategies, all_batches(), config, show=not as_json)
+        if backend == "serial":
+            result = _run_with_progress(strategies, all_batches(), config, show=not as_json)
+        else:
+            result = _run_on_engine(strategies, all_batches(), config, backend, workers)
     except VelocitasError as e:
         _fail(str(e))
     if as_json:
         objects = [account_json(a) for a in result.accounts]
-        typer.echo(json.dumps(objects[0] if coin else objects, allow_nan=False))
+        single = coin is not None and len(objects) == 1
+        typer.echo(json.dumps(objects[0] if single else objects, allow_nan=False))
     else:
         print_result(Console(), result)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 
@@ -56,15 +58,23 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
+def fills_digest(trades: list[dict[str, Any]]) -> str:
+    """SHA-256 of the canonical JSON of the fills (sorted keys, no spaces, shortest floats)."""
+    canonical = json.dumps(trades, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def account_json(account: AccountResult) -> dict[str, Any]:
     """The documented JSON object of one (strategy, coin) account."""
     m = account.metrics.to_dict()
+    trades = account.trades()
     return {
         "strategy": account.strategy,
         "coin": account.coin,
         "params": account.params,
         "metrics": {k: finite_or_none(m[k]) for k in JSON_METRICS},
-        "trades": account.trades(),
+        "trades": trades,
+        "fills_digest": fills_digest(trades),
         **({"error": account.error} if account.error else {}),
     }
 

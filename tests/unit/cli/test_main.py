@@ -29,7 +29,7 @@ def test_backtest_json_for_one_coin_is_one_object_with_the_documented_fields():
     result = _invoke("backtest", "--coin", "BTC", "--strategy", "RSI", "--json")
     assert result.exit_code == 0, result.output
     obj = json.loads(result.stdout)
-    assert set(obj) == {"strategy", "coin", "params", "metrics", "trades"}
+    assert set(obj) == {"strategy", "coin", "params", "metrics", "trades", "fills_digest"}
     assert (obj["strategy"], obj["coin"]) == ("RSI", "BTC")
     assert set(obj["metrics"]) == {
         "total_pnl", "total_return", "sharpe", "sortino", "max_drawdown", "win_rate",
@@ -78,6 +78,9 @@ def test_backtest_on_a_real_file_with_a_custom_strategy(tmp_path: Path, shared_f
         (("--fee-bps", "-3"), "fee_bps must be in"),
         (("--coin", "DOGE"), "no market data for coin DOGE"),
         (("/no/such/file.csv",), "no such data file"),
+        (("--backend", "gpu"), "--backend must be serial, process or ray"),
+        (("--workers", "0", "--backend", "process"), "--workers must be >= 1"),
+        (("--strategy", "all", "--param", "period=3"), "--param applies to a single"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_clear_line(args, message):
@@ -95,6 +98,25 @@ def test_a_bad_data_file_names_file_and_line(tmp_path: Path):
     assert result.exit_code == 2
     assert str(bad) in result.stderr
     assert "line 3" in result.stderr
+
+
+def test_every_backend_and_worker_count_gives_the_same_fills_digests():
+    digests = {}
+    for extra in ([], ["--backend", "process", "--workers", "2"], ["--backend", "process"]):
+        result = _invoke("backtest", "--strategy", "all", "--json", *extra)
+        assert result.exit_code == 0, result.output
+        objs = json.loads(result.stdout)
+        assert len(objs) == 12  # six built-ins on BTC and ETH
+        digests[" ".join(extra) or "serial"] = [(o["coin"], o["strategy"], o["fills_digest"])
+                                                for o in objs]  # fmt: skip
+    assert len({tuple(v) for v in digests.values()}) == 1, digests
+
+
+def test_several_strategies_with_one_coin_give_a_list():
+    result = _invoke("backtest", "--coin", "ETH", "--strategy", "RSI", "--strategy", "MACD",
+                     "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [o["strategy"] for o in json.loads(result.stdout)] == ["RSI", "MACD"]
 
 
 def test_strategies_lists_every_builtin():
