@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from velocitas.data.synthetic import generate
 
 from velocitas import MarketData, Strategy
 from velocitas.core.models import Dataset
+from velocitas.data.synthetic import generate
 from velocitas.engine.backtest import run_backtest
 from velocitas.engine.fills import ExecutionConfig
 from velocitas.strategies.registry import BUILTINS, create_strategy
@@ -188,9 +188,20 @@ def main() -> None:
             "rss_ratio_10m_over_1m": 2.0,
         },
     }
+    builtin_rates = [v["ticks_per_s"] for k, v in engine.items() if k in BUILTINS]
+    met = {
+        "builtin_ticks_per_s": min(builtin_rates) >= 10_000_000,
+        "python_strategy_ticks_per_s": engine["PyMomentum (pure Python)"]["ticks_per_s"]
+        >= 500_000,
+        "speedup_vs_backtesting_py": out["sma_crossover_speedup_vs_backtesting_py"] >= 50,
+    }
     if not args.skip_cli:
         with tempfile.TemporaryDirectory() as tmp:
-            out["cli"] = _cli_figures(Path(tmp))
+            cli = _cli_figures(Path(tmp))
+        out["cli"] = cli
+        met["cli_process_s"] = cli["warm_process_s"] <= 2.0
+        met["rss_ratio_10m_over_1m"] = cli["rss_ratio_10m_over_1m"] <= 2.0
+    out["met"] = met
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(out, indent=2))
 

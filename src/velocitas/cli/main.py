@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from velocitas.core.errors import ConfigError, VelocitasError
-from velocitas.core.models import Dataset
+from velocitas.core.models import CoinSeries, Dataset
 
 app = typer.Typer(
     help="Velocitas: crypto trading simulation (backtests on compiled kernels).",
@@ -73,7 +73,7 @@ def _build_strategies(names: list[str], coins: list[str], params: dict[str, Any]
         expanded.extend(BUILTINS if name == "all" else [name])
     if len(expanded) > 1 and params:
         raise ConfigError("--param applies to a single --strategy; drop it or name one strategy")
-    out = []
+    out: list[Any] = []
     for name in expanded:
         if name.endswith(".py") or ".py:" in name:
             cls = _custom_class(name)
@@ -102,7 +102,7 @@ def _open_data(files: list[Path], coin: str | None, chunk_rows: int) -> Iterator
         return
     # With several files, --coin selects among them (each coinless file is named by its file
     # name); with one file it also names that file's coin.
-    series = []
+    series: list[CoinSeries] = []
     for f in files:
         series.extend(load(f).series)
     merged = Dataset(tuple(series), source=",".join(str(f) for f in files))

@@ -20,4 +20,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def kernel(func: F) -> F:
     """Compile ``func`` in nopython mode, cached, without reference counting."""
-    return njit(cache=True, _nrt=False)(func)  # type: ignore[no-any-return]
+    options: dict[str, Any] = {"cache": True, "_nrt": False}  # _nrt: see the module docstring
+    compiled: F = njit(**options)(func)
+    return compiled

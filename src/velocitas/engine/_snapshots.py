@@ -53,7 +53,7 @@ class _Trades:
 
     def extend(self, batch: list[tuple[str, str, dict[str, np.ndarray]]]) -> None:
         """Append one batch's fills of several accounts in (timestamp, account) order."""
-        rows = []
+        rows: list[tuple[int, int, str, str, float, float, float]] = []
         for order, (sid, coin, fills) in enumerate(batch):
             ts, qty, price, fee = (fills[k].tolist() for k in ("ts", "qty", "price", "fee"))
             rows.extend(
@@ -75,7 +75,7 @@ def _percentiles_ms(samples: deque[int]) -> dict[str, float | None]:
 
 
 def _metrics_dict(m: Metrics) -> dict[str, Any]:
-    out = m.to_dict()
+    out: dict[str, Any] = m.to_dict()
     for k, v in out.items():
         if isinstance(v, float) and not np.isfinite(v):
             out[k] = None

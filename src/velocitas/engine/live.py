@@ -295,9 +295,9 @@ class HFTEngine:
         if isinstance(source, Dataset):
             batches: Iterable[Dataset] = [source]
         elif hasattr(source, "batches"):
-            batches = source.batches()  # type: ignore[union-attr]
+            batches = source.batches()
         else:
-            batches = source  # type: ignore[assignment]
+            batches = source
         started = time.perf_counter()
         for batch in batches:
             arrival = time.perf_counter_ns()

@@ -72,7 +72,8 @@ class Portfolio:
         present = [s for s in batch.series if s.coin in self._index and len(s) > 0]
         if not present:
             return
-        ts, price, row_coin, order, rank, offsets = self._merge(present)
+        offsets = self._offsets(present)
+        ts, price, row_coin, order, rank = self._merge(present)
         ranks, coins, qty, cash_delta = [], [], [], []
         for u in updates:
             f = u.fills
@@ -105,12 +106,8 @@ class Portfolio:
             self.equity, self.curve.ts, self.curve.equity, self.curve.state,
         )  # fmt: skip
 
-    def _merge(self, present: list[CoinSeries]):  # type: ignore[no-untyped-def]
-        offsets: dict[str, int] = {}
-        row = 0
+    def _merge(self, present: list[CoinSeries]) -> tuple[np.ndarray, ...]:
         for s in present:
-            offsets[s.coin] = row
-            row += len(s)
             ci = self._index[s.coin]
             if np.isnan(self.first_price[ci]):
                 self.first_price[ci] = s.price[0]
@@ -118,7 +115,7 @@ class Portfolio:
             only = present[0]
             order = np.arange(len(only), dtype=np.int64)
             row_coin = np.full(len(only), self._index[only.coin], dtype=np.int64)
-            return only.timestamp_ms, only.price, row_coin, order, order, offsets
+            return only.timestamp_ms, only.price, row_coin, order, order
         ts = np.concatenate([s.timestamp_ms for s in present])
         price = np.concatenate([s.price for s in present])
         row_coin = np.concatenate(
@@ -127,7 +124,16 @@ class Portfolio:
         order = np.argsort(ts, kind="stable").astype(np.int64)
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order), dtype=np.int64)
-        return ts, price, row_coin, order, rank, offsets
+        return ts, price, row_coin, order, rank
+
+    @staticmethod
+    def _offsets(present: list[CoinSeries]) -> dict[str, int]:
+        offsets: dict[str, int] = {}
+        row = 0
+        for s in present:
+            offsets[s.coin] = row
+            row += len(s)
+        return offsets
 
     def metrics(self, accounts: Sequence[Metrics], fees_paid: float) -> Metrics:
         """Portfolio figures; round-trip figures are pooled from the accounts' own."""

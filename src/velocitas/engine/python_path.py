@@ -28,9 +28,12 @@ _new_market_data = tuple.__new__
 
 def _order_quantity(strategy: Strategy, signal: object, timestamp_ms: int) -> float:
     """Validate what ``execute`` returned and turn it into a signed quantity."""
+    side: object
+    raw_qty: object
+    qty: float
     try:
-        side, qty = signal  # type: ignore[misc]
-        qty = float(qty)
+        side, raw_qty = signal  # type: ignore[misc]
+        qty = float(raw_qty)  # type: ignore[arg-type]
     except (TypeError, ValueError) as e:
         raise StrategyError(
             strategy.name,

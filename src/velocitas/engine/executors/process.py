@@ -145,7 +145,8 @@ class ProcessExecutor:
             ready = wait([worker.conn, worker.process.sentinel])
             if worker.conn in ready:
                 try:
-                    return worker.conn.recv()  # type: ignore[no-any-return]
+                    reply: tuple[Any, ...] = worker.conn.recv()
+                    return reply
                 except (EOFError, OSError):
                     pass
             worker.restart()
@@ -167,7 +168,8 @@ class ProcessExecutor:
         self.order.remove(strategy_id)
         del self.coin_of[strategy_id]
         worker.coins = {self.coin_of[i] for i in worker.ids}
-        return reply[1]  # type: ignore[no-any-return]
+        final: AccountUpdate = reply[1]
+        return final
 
     def process(self, batch: Dataset) -> list[AccountUpdate]:
         self._seq += 1
@@ -178,29 +180,23 @@ class ProcessExecutor:
                 worker.send(("batch", self._seq, Dataset(series, batch.source)))
                 busy.append(worker)
         by_id: dict[str, AccountUpdate] = {}
-        pending = {w.conn: w for w in busy}
-        sentinels = {w.process.sentinel: w for w in busy}
-        while pending:
-            for ready in wait([*pending, *sentinels]):
-                worker = pending.get(ready) or sentinels.get(ready)  # type: ignore[arg-type]
-                if worker is None or worker.conn not in pending:
-                    continue
-                if ready is worker.conn:
+        waiting = list(busy)
+        while waiting:
+            ready = wait([w.conn for w in waiting] + [w.process.sentinel for w in waiting])
+            for worker in list(waiting):
+                if worker.conn in ready:
                     try:
-                        reply = worker.conn.recv()
-                    except (EOFError, OSError):
-                        continue  # its sentinel fires next
+                        reply: tuple[Any, ...] = worker.conn.recv()
+                    except (EOFError, OSError):  # the process is gone
+                        worker.process.join(timeout=1.0)
+                        worker.restart()  # resends this batch
+                        continue
                     _expect(worker, reply, "batch")
                     for update in reply[2]:
                         by_id[update.strategy_id] = update
-                    del pending[worker.conn]
-                    del sentinels[worker.process.sentinel]
-                else:
-                    del pending[worker.conn]
-                    del sentinels[worker.process.sentinel]
-                    worker.restart()
-                    pending[worker.conn] = worker
-                    sentinels[worker.process.sentinel] = worker
+                    waiting.remove(worker)
+                elif worker.process.sentinel in ready:
+                    worker.restart()  # resends this batch; its reply is awaited next round
         for worker in busy:
             worker.batches_since_checkpoint += 1
             if worker.batches_since_checkpoint >= self.checkpoint_every:
