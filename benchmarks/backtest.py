@@ -163,8 +163,9 @@ def main() -> None:
     data = synthetic.dataset
     config = ExecutionConfig()
     engine = {
-        name: _best_rate(lambda name=name: create_strategy(name, coin="BTC"), data, args.repeat,
-                         config)
+        name: _best_rate(
+            lambda name=name: create_strategy(name, coin="BTC"), data, args.repeat, config
+        )
         for name in BUILTINS
     }
     engine["PyMomentum (pure Python)"] = _best_rate(
@@ -191,8 +192,7 @@ def main() -> None:
     builtin_rates = [v["ticks_per_s"] for k, v in engine.items() if k in BUILTINS]
     met = {
         "builtin_ticks_per_s": min(builtin_rates) >= 10_000_000,
-        "python_strategy_ticks_per_s": engine["PyMomentum (pure Python)"]["ticks_per_s"]
-        >= 500_000,
+        "python_strategy_ticks_per_s": engine["PyMomentum (pure Python)"]["ticks_per_s"] >= 500_000,
         "speedup_vs_backtesting_py": out["sma_crossover_speedup_vs_backtesting_py"] >= 50,
     }
     if not args.skip_cli:

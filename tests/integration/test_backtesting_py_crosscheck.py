@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from velocitas.data.loaders import load
 
+from velocitas.data.loaders import load
 from velocitas.engine.backtest import run_backtest
 from velocitas.engine.fills import ExecutionConfig
 from velocitas.strategies.registry import create_strategy
