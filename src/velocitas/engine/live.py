@@ -318,9 +318,20 @@ class HFTEngine:
             "num_workers": self.num_workers,
             "running": self._running.is_set(),
             "queue_depth": self._queue.qsize(),
+            "oldest_unprocessed_age_ms": self._oldest_age_ms(),
+            "ticks_in": self._state.ticks_in,
+            "lag_ticks": self._state.ticks_in - self._state.snapshot.engine["ticks_processed"],
             "workers": self._executor.health() if self._executor is not None else [],
         }
         return self._state.snapshot.as_metrics(engine)
+
+    def _oldest_age_ms(self) -> float:
+        """Age of the oldest update received but not yet processed (0.0 when none waits)."""
+        with self._queue.mutex:
+            head = self._queue.queue[0] if self._queue.queue else None
+        if head is None or head is _STOP:
+            return 0.0
+        return (time.perf_counter_ns() - head[0]) / 1e6
 
     def get_trades(
         self, limit: int = 50, strategy_id: str | None = None, coin: str | None = None

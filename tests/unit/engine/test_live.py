@@ -114,6 +114,8 @@ def test_live_snapshots_are_consistent_under_concurrent_reads():
     assert reads > 50
     metrics = engine.get_metrics()
     assert metrics["engine"]["ticks_in"] == metrics["engine"]["ticks_processed"]
+    assert metrics["engine"]["queue_depth"] == 0
+    assert metrics["engine"]["oldest_unprocessed_age_ms"] == 0.0
     trades = engine.get_trades(limit=50)
     assert len(trades) == 50
     assert [t["timestamp"] for t in trades] == sorted((t["timestamp"] for t in trades),
@@ -165,6 +167,26 @@ def test_a_raising_strategy_is_marked_errored_and_the_others_go_on():
     assert "strategy bug" in m[bad]["error"]
     assert m[good]["status"] == "active"
     assert result.account(good).ledger.fills > 0
+
+
+def test_lag_is_reported_when_workers_fall_behind():
+    engine = HFTEngine(num_workers=1, queue_size=4, max_batch=64)
+    engine.register_strategy(Slow("Slow", "BTC"))
+    engine.start(SyntheticSource(("BTC",), seed=1, batch_size=64, total=2_000))
+    _wait_for(lambda: engine.get_metrics()["engine"]["queue_depth"] >= 3)
+    lagging = engine.get_metrics()["engine"]
+    assert lagging["oldest_unprocessed_age_ms"] > 0.0
+    assert lagging["lag_ticks"] > 0
+    assert engine.join(120)
+    engine.stop()
+    done = engine.get_metrics()["engine"]
+    assert done["ticks_processed"] == done["ticks_in"] == 2_000  # nothing dropped
+
+
+class Slow(Strategy):
+    def execute(self, market_data):
+        time.sleep(0.0005)
+        return None
 
 
 def test_stop_shuts_every_worker_down():
