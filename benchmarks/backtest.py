@@ -7,9 +7,9 @@ Prints one JSON object. Figures:
 * ``backtesting_py_bars_per_s``: backtesting.py running the same SMA_Crossover(10, 30) rule on the
   same 1,000,000 prices, and the ratio to our SMA_Crossover;
 * ``cli``: wall time of whole ``velocitas backtest FILE --json`` processes on a 1,000,000-bar
-  CSV (cold: first process, compiles into the cache; warm: later processes), and the peak RSS
-  of the same command on 1,000,000 and 10,000,000 ticks (memory must stay flat);
-* ``peak_rss_mb`` of this process.
+  CSV (first process, and the best of three more), and the peak RSS of the same command on
+  1,000,000 and 10,000,000 bars (memory must stay flat: the file is streamed in chunks);
+* ``peak_rss_mb_engine_runs``: this process after the in-memory engine runs (1M ticks held).
 
 Usage: ``python benchmarks/backtest.py [--ticks 1000000] [--repeat 3] [--skip-cli]``
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from velocitas import MarketData, Strategy
 from velocitas.core.models import Dataset
@@ -124,27 +125,40 @@ def _write_bars_csv(path: Path, n: int, seed: int) -> None:
     frame.to_csv(path, index=False)
 
 
+def _run_measured(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one whole process.
+
+    The peak is polled from /proc via psutil (every 5 ms): the child's own ``ru_maxrss`` would
+    include this parent's RSS, which Linux carries across fork and exec.
+    """
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    handle = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, handle.memory_info().rss)
+        except psutil.Error:
+            break
+        time.sleep(0.005)
+    if proc.wait() != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with {proc.returncode}")
+    return time.perf_counter() - started, peak / 2**20
+
+
 def _cli_figures(tmp: Path) -> dict:
-    exe = [sys.executable, "-m", "velocitas"]
+    exe = [sys.executable, "-m", "velocitas", "backtest"]
     small = tmp / "BTCUSDT-1m-1M.csv"
     big = tmp / "BTCUSDT-1m-10M.csv"
     _write_bars_csv(small, 1_000_000, seed=1)
-    cmd = [*exe, "backtest", str(small), "--json"]
-    walls = []
-    for _ in range(4):
-        started = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        walls.append(time.perf_counter() - started)
-    rss_1m = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    runs = [_run_measured([*exe, str(small), "--json"]) for _ in range(4)]
     _write_bars_csv(big, 10_000_000, seed=2)
-    started = time.perf_counter()
-    subprocess.run([*cmd[:-2], str(big), "--json"], check=True, stdout=subprocess.DEVNULL)
-    wall_10m = time.perf_counter() - started
-    rss_10m = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    wall_10m, rss_10m = _run_measured([*exe, str(big), "--json"])
+    rss_1m = max(r for _, r in runs)
     return {
         "bars": 1_000_000,
-        "cold_process_s": round(walls[0], 3),
-        "warm_process_s": round(min(walls[1:]), 3),
+        "first_process_s": round(runs[0][0], 3),
+        "best_process_s": round(min(w for w, _ in runs[1:]), 3),
         "peak_rss_mb_1m": round(rss_1m, 1),
         "process_s_10m": round(wall_10m, 3),
         "peak_rss_mb_10m": round(rss_10m, 1),
@@ -195,14 +209,16 @@ def main() -> None:
         "python_strategy_ticks_per_s": engine["PyMomentum (pure Python)"]["ticks_per_s"] >= 500_000,
         "speedup_vs_backtesting_py": out["sma_crossover_speedup_vs_backtesting_py"] >= 50,
     }
+    out["peak_rss_mb_engine_runs"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+    )
     if not args.skip_cli:
         with tempfile.TemporaryDirectory() as tmp:
             cli = _cli_figures(Path(tmp))
         out["cli"] = cli
-        met["cli_process_s"] = cli["warm_process_s"] <= 2.0
+        met["cli_process_s"] = cli["best_process_s"] <= 2.0
         met["rss_ratio_10m_over_1m"] = cli["rss_ratio_10m_over_1m"] <= 2.0
     out["met"] = met
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(out, indent=2))
 
 
