@@ -159,7 +159,7 @@ def _chunk_view(chunk: pa.Array) -> FloatArray:
     (about 0.25 s of start-up that a CLI run would otherwise pay for nothing).
     """
     if chunk.null_count or chunk.type != pa.float64():
-        return chunk.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+        return chunk.to_numpy(zero_copy_only=False)
     data = chunk.buffers()[1]
     return np.frombuffer(data, dtype=np.float64, count=len(chunk), offset=chunk.offset * 8)
 
