@@ -18,16 +18,32 @@ from typing import Any
 import numpy as np
 
 from velocitas.analysis.metrics import E_INITIAL, E_LAST, Metrics, summarize
-from velocitas.core.models import Dataset
+from velocitas.core.models import Dataset, FloatArray
 from velocitas.engine.accounts import AccountUpdate
 from velocitas.engine.fills import ExecutionConfig
 from velocitas.engine.ledger import FEES, IGNORED, REJECTED, LedgerSnapshot
 from velocitas.engine.marking import EquityCurve, curve_add
+from velocitas.engine.packed import (
+    EQUITY,
+    F_ACCOUNT,
+    F_FEE,
+    F_PRICE,
+    F_QTY,
+    F_TS,
+    LAST_PRICE,
+    LEDGER,
+    STATE_COLS,
+    TRIPS,
+    PackedUpdate,
+    empty_fills,
+    fill_columns,
+)
 from velocitas.engine.portfolio import Portfolio
 from velocitas.engine.results import AccountResult, BacktestResult
 from velocitas.strategies.base import Strategy
 
 _LATENCY_SAMPLES = 2_048
+_PNL_SAMPLE_S = 0.1
 _GLOBAL = "__global__"
 
 
@@ -51,20 +67,17 @@ class _Trades:
     def __post_init__(self) -> None:
         self.rows = deque(maxlen=self.capacity)
 
-    def extend(self, batch: list[tuple[str, str, dict[str, np.ndarray]]]) -> None:
-        """Append one batch's fills of several accounts in (timestamp, account) order."""
-        rows: list[tuple[int, int, str, str, float, float, float]] = []
-        for order, (sid, coin, fills) in enumerate(batch):
-            ts, qty, price, fee = (fills[k].tolist() for k in ("ts", "qty", "price", "fee"))
-            rows.extend(
-                (t, order, sid, coin, q, p, f)
-                for t, q, p, f in zip(ts, qty, price, fee, strict=True)
-            )
-        rows.sort(key=lambda r: (r[0], r[1]))
+    def extend(self, ids: tuple[str, ...], coins: tuple[str, ...], fills: FloatArray) -> None:
+        """Append one batch's fills in (timestamp, account) order."""
+        order = np.lexsort((fills[:, F_ACCOUNT], fills[:, F_TS]))
+        rows = fills[order]
+        acct = rows[:, F_ACCOUNT].astype(np.int64).tolist()
+        ts = rows[:, F_TS].astype(np.int64).tolist()
+        qty, price, fee = (rows[:, k].tolist() for k in (F_QTY, F_PRICE, F_FEE))
         with self.lock:
-            for t, _order, sid, coin, q, p, f in rows:
+            for a, t, q, p, f in zip(acct, ts, qty, price, fee, strict=True):
                 self.count += 1
-                self.rows.append((self.count, t, sid, coin, q, p, f))
+                self.rows.append((self.count, t, ids[a], coins[a], q, p, f))
 
 
 def _percentiles_ms(samples: deque[int]) -> dict[str, float | None]:
@@ -87,7 +100,7 @@ class Snapshot:
     """Everything readers see, as of one applied batch."""
 
     infos: dict[str, StrategyInfo]
-    latest: dict[str, AccountUpdate]
+    latest: dict[str, FloatArray]
     status: dict[str, str]
     errors: dict[str, str]
     active: tuple[str, ...]
@@ -115,7 +128,8 @@ class Snapshot:
                        unrealized_pnl=0.0, total_pnl=0.0, fees_paid=0.0, equity=capital,
                        last_price=None, trades=0, rejected_orders=0, ignored_signals=0)  # fmt: skip
             return out
-        led = LedgerSnapshot.of(u.ledger, u.last_price)
+        ledger, last_price = u[LEDGER], float(u[LAST_PRICE])
+        led = LedgerSnapshot.of(ledger, last_price)
         out.update(
             position=led.position,
             cash=led.cash,
@@ -125,12 +139,12 @@ class Snapshot:
             total_pnl=led.total_pnl,
             fees_paid=led.fees_paid,
             equity=led.equity,
-            last_price=u.last_price,
+            last_price=last_price if np.isfinite(last_price) else None,
             trades=led.fills,
-            rejected_orders=int(u.ledger[REJECTED]),
-            ignored_signals=int(u.ledger[IGNORED]),
+            rejected_orders=int(ledger[REJECTED]),
+            ignored_signals=int(ledger[IGNORED]),
         )
-        m = _metrics_dict(summarize(u.equity, u.trips, float(u.ledger[FEES])))
+        m = _metrics_dict(summarize(u[EQUITY], u[TRIPS], float(ledger[FEES])))
         for key in ("total_pnl",):
             m.pop(key)
         out.update(m)
@@ -200,12 +214,14 @@ class EngineState:
         self.infos: dict[str, StrategyInfo] = {}
         self.status: dict[str, str] = {}
         self.errors: dict[str, str] = {}
-        self.latest: dict[str, AccountUpdate] = {}
+        self.latest: dict[str, FloatArray] = {}
         self.active: list[str] = []
         self.portfolio = Portfolio([], 0.0)
         self.pnl_curves: dict[str, EquityCurve] = {_GLOBAL: EquityCurve()}
         self.latency: dict[str, deque[int]] = {_GLOBAL: deque(maxlen=_LATENCY_SAMPLES)}
-        self.all_fills: dict[str, list[dict[str, np.ndarray]]] | None = None
+        self.all_fills: list[tuple[tuple[str, ...], FloatArray]] | None = None
+        self._last_pnl_sample = 0.0
+        self._last_ts = 0
         self.ticks_in = 0
         self.ticks_processed = 0
         self.batches = 0
@@ -231,8 +247,6 @@ class EngineState:
         self.portfolio.add_cash(self.config.capital)
         self.pnl_curves[sid] = EquityCurve()
         self.latency[sid] = deque(maxlen=_LATENCY_SAMPLES)
-        if self.all_fills is not None:
-            self.all_fills[sid] = []
         self.snapshot = self._publish()
 
     def removed(self, sid: str, final: AccountUpdate) -> None:
@@ -241,7 +255,7 @@ class EngineState:
                                       self.config.capital)  # fmt: skip
         self.active.remove(sid)
         self.status[sid] = "removed"
-        self.latest[sid] = final
+        self.latest[sid] = _row_of(final)
         self.snapshot = self._publish()
 
     def started(self, source: str, *, keep_all_fills: bool = False) -> None:
@@ -250,46 +264,60 @@ class EngineState:
         self.run_status = "running"
         self.started_at = time.time()
         if keep_all_fills:
-            self.all_fills = {sid: [] for sid in self.active}
+            self.all_fills = []
         self.snapshot = self._publish()
 
     def stopped(self) -> None:
+        if self.batches:
+            self._sample_pnl()
         self.run_status = "stopped"
         self.snapshot = self._publish()
 
     def executor_closed(self) -> None:
         self.snapshot = self._publish()
 
-    def applied(self, batch: Dataset, updates: list[AccountUpdate], oldest_arrival_ns: int) -> None:
-        self.portfolio.mark(batch, updates)
-        now = time.perf_counter_ns()
-        latency = now - oldest_arrival_ns
+    def applied(self, batch: Dataset, packed: PackedUpdate, oldest_arrival_ns: int) -> None:
+        self.portfolio.mark(batch, packed)
+        latency = time.perf_counter_ns() - oldest_arrival_ns
         self.latency[_GLOBAL].append(latency)
-        last_ts = max(int(s.timestamp_ms[-1]) for s in batch.series) if batch.series else 0
-        new_fills = []
-        with self.curve_lock:
-            for u in updates:
-                sid = u.strategy_id
-                self.latest[sid] = u
+        present = {s.coin for s in batch.series if len(s) > 0}
+        for r, sid in enumerate(packed.ids):
+            self.latest[sid] = packed.state[r]
+            if packed.coins[r] in present:
                 self.latency[sid].append(latency)
-                if u.error and self.status.get(sid) == "active":
-                    self.status[sid] = "errored"
-                    self.errors[sid] = u.error
-                if u.fills["index"].shape[0]:
-                    new_fills.append((sid, u.coin, u.fills))
-                    if self.all_fills is not None:
-                        self.all_fills[sid].append(u.fills)
+        for sid, error in packed.errors.items():
+            if self.status.get(sid) == "active":
+                self.status[sid] = "errored"
+                self.errors[sid] = error
+        if packed.fills.shape[0]:
+            self.trades.extend(packed.ids, packed.coins, packed.fills)
+            if self.all_fills is not None:
+                self.all_fills.append((packed.ids, packed.fills))
+        self.ticks_processed += len(batch)
+        self.batches += 1
+        self._last_ts = max(
+            (int(s.timestamp_ms[-1]) for s in batch.series if len(s)), default=self._last_ts
+        )
+        now = time.monotonic()
+        if now - self._last_pnl_sample >= _PNL_SAMPLE_S:
+            self._sample_pnl()
+            self._last_pnl_sample = now
+        self.snapshot = self._publish()
+
+    def _sample_pnl(self) -> None:
+        """One point of every P&L curve (at most every ``_PNL_SAMPLE_S`` of wall time)."""
+        last_ts = self._last_ts
+        with self.curve_lock:
+            for sid in self.active:
+                row = self.latest.get(sid)
+                if row is None:
+                    continue
                 c = self.pnl_curves[sid]
-                pnl = float(u.equity[E_LAST] - u.equity[E_INITIAL])
-                curve_add(c.ts, c.equity, c.state, last_ts, pnl)
+                acc = row[EQUITY]
+                curve_add(c.ts, c.equity, c.state, last_ts, float(acc[E_LAST] - acc[E_INITIAL]))
             g = self.pnl_curves[_GLOBAL]
             eq = self.portfolio.equity
             curve_add(g.ts, g.equity, g.state, last_ts, float(eq[E_LAST] - eq[E_INITIAL]))
-        if new_fills:
-            self.trades.extend(new_fills)
-        self.ticks_processed += len(batch)
-        self.batches += 1
-        self.snapshot = self._publish()
 
     def _latency_figures(self) -> dict[str, dict[str, float | None]]:
         # Percentiles cost a sort: refresh them every 64 batches, not on every publish.
@@ -333,28 +361,40 @@ class EngineState:
         """A BacktestResult of a ``run()`` (every fill kept)."""
         from velocitas.engine.backtest import summarize_run
 
-        assert self.all_fills is not None
+        parts: dict[str, list[FloatArray]] = {sid: [] for sid in self.active}
+        for ids, fills in self.all_fills or []:
+            acct = fills[:, F_ACCOUNT].astype(np.int64)
+            for r, sid in enumerate(ids):
+                mine = fills[acct == r]
+                if mine.shape[0] and sid in parts:
+                    parts[sid].append(mine)
         accounts = []
         for sid in self.active:
-            info, u = self.infos[sid], self.latest.get(sid)
-            if u is None:
+            info, row = self.infos[sid], self.latest.get(sid)
+            if row is None:
                 continue
-            parts = self.all_fills[sid]
-            keys = ("index", "ts", "qty", "price", "fee", "cash_after", "position_after")
-            fills = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
-                     for k in keys}  # fmt: skip
+            rows = np.concatenate(parts[sid]) if parts[sid] else empty_fills()
             accounts.append(
                 AccountResult(
                     strategy_id=sid,
                     strategy=info.name,
                     coin=info.coin,
                     params=info.params,
-                    metrics=summarize(u.equity, u.trips, float(u.ledger[FEES])),
-                    ledger=LedgerSnapshot.of(u.ledger, u.last_price),
-                    fills=fills,
+                    metrics=summarize(row[EQUITY], row[TRIPS], float(row[LEDGER][FEES])),
+                    ledger=LedgerSnapshot.of(row[LEDGER], float(row[LAST_PRICE])),
+                    fills=fill_columns(rows),
                     equity_curve=[],
-                    error=u.error,
+                    error=self.errors.get(sid),
                 )
             )
         self.all_fills = None
         return summarize_run(accounts, self.portfolio, self.ticks_processed, elapsed_s)
+
+
+def _row_of(update: AccountUpdate) -> FloatArray:
+    row = np.zeros(STATE_COLS)
+    row[LEDGER] = update.ledger
+    row[TRIPS] = update.trips
+    row[EQUITY] = update.equity
+    row[LAST_PRICE] = update.last_price
+    return row

@@ -82,8 +82,7 @@ class Backtester:
 
     def feed(self, batch: Dataset) -> None:
         """Run every account over one batch (time-ordered per coin, after earlier batches)."""
-        updates = self.group.process(batch)
-        self.portfolio.mark(batch, updates)
+        self.portfolio.mark(batch, self.group.process_packed(batch))
         self.updates += sum(len(s) for s in batch.series if s.coin in self.coins)
 
     def result(self, elapsed_s: float = 0.0) -> BacktestResult:

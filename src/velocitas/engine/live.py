@@ -29,10 +29,10 @@ from velocitas.core.errors import ConfigError
 from velocitas.core.models import Dataset
 from velocitas.data.sources import DataSource, SyntheticSource, concat_batches
 from velocitas.engine._snapshots import EngineState, Snapshot
-from velocitas.engine.accounts import AccountUpdate
+from velocitas.engine.accounts import pack_updates
 from velocitas.engine.executors import Executor, make_executor
 from velocitas.engine.fills import ExecutionConfig
-from velocitas.engine.portfolio import Portfolio
+from velocitas.engine.packed import PackedUpdate
 from velocitas.engine.results import BacktestResult
 from velocitas.strategies.base import Strategy
 
@@ -248,8 +248,7 @@ class HFTEngine:
     def _process(self, executor: Executor, items: list[tuple[int, Dataset]]) -> None:
         batch = concat_batches([b for _, b in items])
         self._state.queue_depth = self._queue.qsize()
-        updates = executor.process(batch)
-        self._state.applied(batch, updates, oldest_arrival_ns=items[0][0])
+        self._state.applied(batch, _process(executor, batch), oldest_arrival_ns=items[0][0])
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the source, process everything already received, then stop the workers."""
@@ -302,7 +301,7 @@ class HFTEngine:
         for batch in batches:
             arrival = time.perf_counter_ns()
             self._state.ticks_in += len(batch)
-            self._state.applied(batch, executor.process(batch), oldest_arrival_ns=arrival)
+            self._state.applied(batch, _process(executor, batch), oldest_arrival_ns=arrival)
         self._state.stopped()
         return self._state.result(time.perf_counter() - started)
 
@@ -344,8 +343,13 @@ class HFTEngine:
         return self._state.snapshot.pnl_history(strategy_id)
 
 
-def portfolio_for(coins: Iterable[str], capital: float) -> Portfolio:
-    return Portfolio(list(coins), capital)
+def _process(executor: Executor, batch: Dataset) -> PackedUpdate:
+    """The executor's packed update (executors without ``process_packed`` get theirs packed)."""
+    packed = getattr(executor, "process_packed", None)
+    if packed is not None:
+        result: PackedUpdate = packed(batch)
+        return result
+    return pack_updates(executor.process(batch))
 
 
-__all__ = ["AccountUpdate", "HFTEngine"]
+__all__ = ["HFTEngine"]

@@ -22,8 +22,17 @@ from velocitas.analysis.metrics import (
     summarize,
 )
 from velocitas.core.models import CoinSeries, Dataset
-from velocitas.engine.accounts import AccountUpdate
 from velocitas.engine.marking import EquityCurve, mark_portfolio
+from velocitas.engine.packed import (
+    F_ACCOUNT,
+    F_FEE,
+    F_INDEX,
+    F_POSITION_AFTER,
+    F_PRICE,
+    F_QTY,
+    UPDATES_BEFORE,
+    PackedUpdate,
+)
 
 
 class Portfolio:
@@ -67,32 +76,30 @@ class Portfolio:
         self.equity[E_LAST] -= equity
         self.equity[E_PEAK] -= equity
 
-    def mark(self, batch: Dataset, updates: Sequence[AccountUpdate]) -> None:
-        """Apply one batch; ``updates`` in account registration order."""
+    def mark(self, batch: Dataset, packed: PackedUpdate) -> None:
+        """Apply one batch and every account's fills in it."""
         present = [s for s in batch.series if s.coin in self._index and len(s) > 0]
         if not present:
             return
         offsets = self._offsets(present)
         ts, price, row_coin, order, rank = self._merge(present)
-        ranks, coins, qty, cash_delta = [], [], [], []
-        for u in updates:
-            f = u.fills
-            if f["index"].shape[0] == 0:
-                continue
-            pos_after = f["position_after"]
-            pos_before = np.concatenate([[u.position_before], pos_after[:-1]])
-            ranks.append(rank[offsets[u.coin] + (f["index"] - u.updates_before)])
-            coins.append(np.full(pos_after.shape[0], self._index[u.coin], dtype=np.int64))
-            qty.append(pos_after - pos_before)
-            cash_delta.append(-(f["qty"] * f["price"] + f["fee"]))
-        if ranks:
-            fill_rank = np.concatenate(ranks)
-            by_rank = np.argsort(fill_rank, kind="stable")
+        f = packed.fills
+        if f.shape[0]:
+            acct = f[:, F_ACCOUNT].astype(np.int64)
+            coin_of_row = np.array([self._index[c] for c in packed.coins], dtype=np.int64)
+            coin_offset = np.full(len(self.coins), -1, dtype=np.int64)
+            for coin, off in offsets.items():
+                coin_offset[self._index[coin]] = off
+            local = (f[:, F_INDEX] - packed.state[acct, UPDATES_BEFORE]).astype(np.int64)
+            fill_rank = rank[coin_offset[coin_of_row[acct]] + local]
+            qty = f[:, F_POSITION_AFTER] - packed.position_before_each_fill()
+            cash_delta = -(f[:, F_QTY] * f[:, F_PRICE] + f[:, F_FEE])
+            by_rank = np.lexsort((acct, fill_rank))
             args = (
                 fill_rank[by_rank],
-                np.concatenate(coins)[by_rank],
-                np.concatenate(qty)[by_rank],
-                np.concatenate(cash_delta)[by_rank],
+                coin_of_row[acct][by_rank],
+                qty[by_rank],
+                cash_delta[by_rank],
             )
         else:
             args = (

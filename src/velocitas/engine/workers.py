@@ -14,11 +14,47 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
+import numpy as np
 
+from velocitas.core.models import CoinSeries, Dataset
 from velocitas.engine.accounts import AccountGroup
 from velocitas.engine.fills import ExecutionConfig
 
 logger = logging.getLogger(__name__)
+
+
+def encode_batch(batch: Dataset) -> tuple[tuple[str, ...], bytes, bytes, bytes, bytes]:
+    """A batch as four byte strings: pickling those is ~10x cheaper than the objects."""
+    series = [s for s in batch.series if len(s) > 0]
+    lengths = np.array([len(s) for s in series], dtype=np.int64)
+    if len(series) == 1:
+        ts, price, volume = series[0].timestamp_ms, series[0].price, series[0].volume
+    else:
+        ts = np.concatenate([s.timestamp_ms for s in series])
+        price = np.concatenate([s.price for s in series])
+        volume = np.concatenate([s.volume for s in series])
+    return (
+        tuple(s.coin for s in series),
+        lengths.tobytes(),
+        np.ascontiguousarray(ts, dtype=np.int64).tobytes(),
+        np.ascontiguousarray(price, dtype=np.float64).tobytes(),
+        np.ascontiguousarray(volume, dtype=np.float64).tobytes(),
+    )
+
+
+def decode_batch(wire: tuple[tuple[str, ...], bytes, bytes, bytes, bytes]) -> Dataset:
+    coins, lengths_b, ts_b, price_b, volume_b = wire
+    lengths = np.frombuffer(lengths_b, dtype=np.int64)
+    ts = np.frombuffer(ts_b, dtype=np.int64)
+    price = np.frombuffer(price_b, dtype=np.float64)
+    volume = np.frombuffer(volume_b, dtype=np.float64)
+    series = []
+    start = 0
+    for coin, n in zip(coins, lengths.tolist(), strict=True):
+        sl = slice(start, start + n)
+        series.append(CoinSeries(coin, ts[sl], price[sl], volume[sl]))
+        start += n
+    return Dataset(tuple(series))
 
 
 def serve(conn: Connection, config: ExecutionConfig) -> None:
@@ -43,14 +79,12 @@ def serve(conn: Connection, config: ExecutionConfig) -> None:
 
 def _handle(kind: str, message: tuple[Any, ...], group: AccountGroup) -> tuple[Any, AccountGroup]:
     if kind == "batch":
-        return ("batch", message[1], group.process(message[2])), group
+        return ("batch", message[1], group.process_packed(decode_batch(message[2]))), group
     if kind == "add":
         group.add(message[1], cloudpickle.loads(message[2]))
         return ("ok",), group
     if kind == "remove":
-        final = group.snapshot(message[1])
-        group.remove(message[1])
-        return ("removed", final), group
+        return ("removed", group.remove(message[1])), group
     if kind == "checkpoint":
         return ("checkpoint", cloudpickle.dumps(group, protocol=pickle.HIGHEST_PROTOCOL)), group
     if kind == "restore":

@@ -7,6 +7,7 @@ from typing import Any
 from velocitas.core.models import Dataset
 from velocitas.engine.accounts import AccountGroup, AccountUpdate
 from velocitas.engine.fills import ExecutionConfig
+from velocitas.engine.packed import PackedUpdate
 from velocitas.strategies.base import Strategy
 
 
@@ -20,15 +21,16 @@ class SerialExecutor:
         self.group.add(strategy_id, strategy)
 
     def remove(self, strategy_id: str) -> AccountUpdate:
-        final = self.group.snapshot(strategy_id)
-        self.group.remove(strategy_id)
-        return final
+        return self.group.remove(strategy_id)
 
     def process(self, batch: Dataset) -> list[AccountUpdate]:
         return self.group.process(batch)
 
+    def process_packed(self, batch: Dataset) -> PackedUpdate:
+        return self.group.process_packed(batch)
+
     def health(self) -> list[dict[str, Any]]:
-        return [{"worker": 0, "alive": True, "accounts": len(self.group.accounts), "restarts": 0}]
+        return [{"worker": 0, "alive": True, "accounts": len(self.group.order), "restarts": 0}]
 
     def close(self) -> None:
         """Nothing to stop."""

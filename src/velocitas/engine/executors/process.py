@@ -21,9 +21,10 @@ import cloudpickle
 
 from velocitas.core.errors import VelocitasError
 from velocitas.core.models import Dataset
-from velocitas.engine.accounts import AccountUpdate
+from velocitas.engine.accounts import AccountUpdate, account_update
 from velocitas.engine.fills import ExecutionConfig
-from velocitas.engine.workers import serve
+from velocitas.engine.packed import PackedUpdate, merge
+from velocitas.engine.workers import encode_batch, serve
 from velocitas.strategies.base import Strategy
 
 logger = logging.getLogger(__name__)
@@ -172,14 +173,19 @@ class ProcessExecutor:
         return final
 
     def process(self, batch: Dataset) -> list[AccountUpdate]:
+        packed = self.process_packed(batch)
+        coins = {s.coin for s in batch.series if len(s) > 0}
+        return [account_update(packed, r) for r, c in enumerate(packed.coins) if c in coins]
+
+    def process_packed(self, batch: Dataset) -> PackedUpdate:
         self._seq += 1
         busy = []
         for worker in self.workers:
             series = tuple(s for s in batch.series if s.coin in worker.coins)
             if series:
-                worker.send(("batch", self._seq, Dataset(series, batch.source)))
+                worker.send(("batch", self._seq, encode_batch(Dataset(series, batch.source))))
                 busy.append(worker)
-        by_id: dict[str, AccountUpdate] = {}
+        parts: list[PackedUpdate] = []
         waiting = list(busy)
         while waiting:
             ready = wait([w.conn for w in waiting] + [w.process.sentinel for w in waiting])
@@ -192,8 +198,7 @@ class ProcessExecutor:
                         worker.restart()  # resends this batch
                         continue
                     _expect(worker, reply, "batch")
-                    for update in reply[2]:
-                        by_id[update.strategy_id] = update
+                    parts.append(reply[2])
                     waiting.remove(worker)
                 elif worker.process.sentinel in ready:
                     worker.restart()  # resends this batch; its reply is awaited next round
@@ -201,7 +206,8 @@ class ProcessExecutor:
             worker.batches_since_checkpoint += 1
             if worker.batches_since_checkpoint >= self.checkpoint_every:
                 self._checkpoint(worker)
-        return [by_id[i] for i in self.order if i in by_id]
+        ids = {sid for p in parts for sid in p.ids}
+        return merge(parts, [sid for sid in self.order if sid in ids])
 
     def _checkpoint(self, worker: _Worker) -> None:
         worker.send(("checkpoint",), journal=False)
