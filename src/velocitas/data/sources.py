@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,11 @@ class DataSource(Protocol):
         """Stop producing (thread-safe); ``batches()`` returns soon after."""
         ...
 
+    def status(self) -> dict[str, Any]:
+        """Health for the engine's metrics: at least ``connected`` (bool),
+        ``last_message_age_s``, ``reconnects``, ``messages_per_s``, ``gaps_filled``."""
+        ...
+
 
 class _Paced:
     """Shared stop flag and pacing (updates per second, None = as fast as possible)."""
@@ -46,9 +51,22 @@ class _Paced:
         self._stop = threading.Event()
         self._started = 0.0
         self._sent = 0
+        self._last_sent = 0.0
 
     def close(self) -> None:
         self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        """Local sources are always connected and never reconnect."""
+        age = time.monotonic() - self._last_sent if self._last_sent else None
+        return {
+            "connected": not self.closed,
+            "last_message_age_s": age,
+            "reconnects": 0,
+            "messages_per_s": self.rate_per_s,
+            "gaps_filled": 0,
+            "updates_sent": self._sent,
+        }
 
     @property
     def closed(self) -> bool:
@@ -56,7 +74,9 @@ class _Paced:
 
     def pace(self, n: int) -> None:
         """Wait until ``n`` more updates are due."""
+        self._last_sent = time.monotonic()
         if self.rate_per_s is None:
+            self._sent += n
             return
         if self._sent == 0:
             self._started = time.perf_counter()
@@ -156,6 +176,7 @@ class ReplaySource(_Paced):
                     delay = due - time.perf_counter()
                     if delay > 0:
                         self._stop.wait(delay)
+                self.pace(len(ts[sl]))
                 yield _split(coins, ts[sl] + shift, price[sl], volume[sl], code[sl])
             if not self.loop:
                 return

@@ -318,6 +318,7 @@ class HFTEngine:
             "running": self._running.is_set(),
             "queue_depth": self._queue.qsize(),
             "oldest_unprocessed_age_ms": self._oldest_age_ms(),
+            "source_status": self._source.status() if self._source is not None else None,
             "ticks_in": self._state.ticks_in,
             "lag_ticks": self._state.ticks_in - self._state.snapshot.engine["ticks_processed"],
             "workers": self._executor.health() if self._executor is not None else [],
