@@ -21,3 +21,9 @@ def shared_file() -> Callable[[str], Path]:
         return path
 
     return locate
+
+
+@pytest.fixture(autouse=True)
+def _data_dir_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Live sessions record under ``VELOCITAS_DATA_DIR``: keep that inside the test's tmp."""
+    monkeypatch.setenv("VELOCITAS_DATA_DIR", str(tmp_path_factory.mktemp("velocitas-data")))

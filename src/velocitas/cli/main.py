@@ -223,6 +223,39 @@ def backtest(
 
 
 @app.command()
+def replay(
+    session: Annotated[Path, typer.Argument(help="A session directory (DATA_DIR/sessions/...)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Replay a recorded live session through the backtest path; report parity fill by fill.
+
+    Exits 1 when any compared strategy's fills differ between live and replay.
+    """
+    from rich.table import Table
+
+    from velocitas.engine.parity import replay_session
+
+    try:
+        report = replay_session(session)
+    except VelocitasError as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), allow_nan=False))
+    else:
+        table = Table(title=f"Parity: {report.session} ({report.updates:,} updates)")
+        for col in ("strategy", "live fills", "replay fills", "identical", "P&L gap"):
+            table.add_column(col)
+        for s in report.strategies:
+            gap = "-" if s.pnl_gap is None else f"{s.pnl_gap:.6g}"
+            same = ("yes" if s.identical else f"NO (first at {s.first_difference})") if (
+                s.compared) else f"not compared: {s.note}"  # fmt: skip
+            table.add_row(s.strategy_id, str(s.live_fills), str(s.replay_fills), same, gap)
+        Console().print(table)
+    if not report.identical:
+        raise typer.Exit(1)
+
+
+@app.command()
 def strategies() -> None:
     """List the built-in strategies with their parameters and signal rules."""
     from rich.table import Table

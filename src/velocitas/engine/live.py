@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from velocitas.core.errors import ConfigError
@@ -33,6 +34,7 @@ from velocitas.engine.accounts import pack_updates
 from velocitas.engine.executors import Executor, make_executor
 from velocitas.engine.fills import ExecutionConfig
 from velocitas.engine.packed import PackedUpdate
+from velocitas.engine.recording import SessionRecorder, new_session_dir
 from velocitas.engine.results import BacktestResult
 from velocitas.strategies.base import Strategy
 
@@ -51,6 +53,11 @@ class HFTEngine:
         max_batch: most updates handed to the workers at once.
         queue_size: batches the producer may run ahead before it blocks.
         address: Ray cluster address (``backend="ray"`` only; None starts a local Ray).
+        record: record every live session (``start``) under ``data_dir/sessions/`` for
+            ``velocitas replay`` (``run`` is not recorded).
+        data_dir: where recordings go (default: ``Settings().data_dir``, i.e.
+            ``VELOCITAS_DATA_DIR`` or ``~/.velocitas``).
+        record_segment_bytes: a recording's feed rotates to a new file past this size.
     """
 
     def __init__(
@@ -63,6 +70,9 @@ class HFTEngine:
         queue_size: int = 64,
         address: str | None = None,
         trade_history: int = 100_000,
+        record: bool = True,
+        data_dir: Path | None = None,
+        record_segment_bytes: int = 64 << 20,
     ) -> None:
         if max_batch < 1 or queue_size < 1:
             raise ConfigError("max_batch and queue_size must be >= 1")
@@ -82,6 +92,12 @@ class HFTEngine:
         self._dispatcher: threading.Thread | None = None
         self._running = threading.Event()
         self._failure: BaseException | None = None
+        self.record = record
+        self.data_dir = data_dir
+        self.record_segment_bytes = record_segment_bytes
+        self._recorder: SessionRecorder | None = None
+        self._strategies: dict[str, Strategy] = {}
+        self.session_dir: Path | None = None
 
     # -- registration ---------------------------------------------------------------------
     def _executor_ready(self) -> Executor:
@@ -126,9 +142,13 @@ class HFTEngine:
             _, sid, strategy = command[:3]
             executor.add(sid, strategy)
             self._state.added(sid, strategy)
+            self._strategies[sid] = strategy
+            if self._recorder is not None:
+                self._recorder.strategy_added(sid, strategy)
         else:
             final = executor.remove(command[1])
             self._state.removed(command[1], final)
+            self._strategies.pop(command[1], None)
 
     # -- running --------------------------------------------------------------------------
     def start(
@@ -148,6 +168,7 @@ class HFTEngine:
         self._executor_ready()
         self._source = source
         self._failure = None
+        self._start_recording(source.name)
         self._state.started(source.name)
         self._running.set()
         self._producer = threading.Thread(
@@ -158,6 +179,24 @@ class HFTEngine:
         )
         self._dispatcher.start()
         self._producer.start()
+
+    def _start_recording(self, source: str) -> None:
+        if not self.record:
+            return
+        if self.data_dir is None:
+            from velocitas.settings import Settings
+
+            self.data_dir = Settings().data_dir
+        self.session_dir = new_session_dir(self.data_dir)
+        active = {sid: self._strategies[sid] for sid in self._state.active_ids()}
+        self._recorder = SessionRecorder(
+            self.session_dir,
+            source=source,
+            config=self.config,
+            strategies=active,
+            max_segment_bytes=self.record_segment_bytes,
+        )
+        logger.info("recording this session in %s", self.session_dir)
 
     def _make_source(
         self, data_source: str | DataSource, coins: Iterable[str] | None, options: dict[str, Any]
@@ -225,7 +264,15 @@ class HFTEngine:
         finally:
             self._drain_commands()
             self._state.stopped()
+            self._stop_recording()
             self._running.clear()
+
+    def _stop_recording(self) -> None:
+        if self._recorder is None:
+            return
+        strategies = self._state.snapshot.as_metrics({})["strategies"]
+        self._recorder.close({sid: m["total_pnl"] for sid, m in strategies.items()})
+        self._recorder = None
 
     def _check_health(self, executor: Executor) -> None:
         check = getattr(executor, "check_health", None)
@@ -248,7 +295,10 @@ class HFTEngine:
     def _process(self, executor: Executor, items: list[tuple[int, Dataset]]) -> None:
         batch = concat_batches([b for _, b in items])
         self._state.queue_depth = self._queue.qsize()
-        self._state.applied(batch, _process(executor, batch), oldest_arrival_ns=items[0][0])
+        packed = _process(executor, batch)
+        self._state.applied(batch, packed, oldest_arrival_ns=items[0][0])
+        if self._recorder is not None:
+            self._recorder.record(batch, packed)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the source, process everything already received, then stop the workers."""
