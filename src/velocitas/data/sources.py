@@ -20,6 +20,7 @@ from velocitas.core.models import CoinSeries, Dataset
 from velocitas.data.synthetic import iter_synthetic
 
 ENDLESS = 2**62
+_GENERATE_TICKS = 4_096
 
 
 class DataSource(Protocol):
@@ -112,18 +113,24 @@ class SyntheticSource(_Paced):
         self.total = total
 
     def batches(self) -> Iterator[Dataset]:
+        # Generate in large chunks (numpy cost per call is fixed) and hand out small slices.
         chunks = iter_synthetic(
             self.total if self.total is not None else ENDLESS,
             self.coins,
-            chunk_ticks=self.batch_size,
+            chunk_ticks=max(self.batch_size, _GENERATE_TICKS),
             seed=self.seed,
             interval_ms=self.interval_ms,
         )
         for chunk in chunks:
-            if self.closed:
-                return
-            self.pace(len(chunk.dataset))
-            yield chunk.dataset
+            data = chunk.dataset
+            steps = len(data.series[0])
+            for start in range(0, steps, self.batch_size):
+                if self.closed:
+                    return
+                stop = min(start + self.batch_size, steps)
+                batch = Dataset(tuple(s.slice(start, stop) for s in data.series))
+                self.pace(len(batch))
+                yield batch
 
 
 class ReplaySource(_Paced):

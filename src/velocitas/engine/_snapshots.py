@@ -107,7 +107,6 @@ class Snapshot:
     portfolio_equity: np.ndarray
     engine: dict[str, Any]
     trades_seen: int
-    latency: dict[str, dict[str, float | None]]
     state: EngineState
 
     def strategy_metrics(self, sid: str) -> dict[str, Any]:
@@ -120,7 +119,7 @@ class Snapshot:
             "params": info.params,
             "status": self.status[sid],
             "error": self.errors.get(sid),
-            "latency_ms": self.latency.get(sid, {"p50": None, "p99": None}),
+            "latency_ms": self.state.latency_ms(sid),
         }
         if u is None:
             capital = self.state.config.capital
@@ -175,7 +174,7 @@ class Snapshot:
         return {
             "global": global_,
             "strategies": strategies,
-            "engine": {**self.engine, **engine_extra, "latency_ms": self.latency.get(_GLOBAL)},
+            "engine": {**self.engine, **engine_extra, "latency_ms": self.state.latency_ms(_GLOBAL)},
         }
 
     def trades(self, limit: int, strategy_id: str | None, coin: str | None) -> list[dict[str, Any]]:
@@ -319,11 +318,10 @@ class EngineState:
             eq = self.portfolio.equity
             curve_add(g.ts, g.equity, g.state, last_ts, float(eq[E_LAST] - eq[E_INITIAL]))
 
-    def _latency_figures(self) -> dict[str, dict[str, float | None]]:
-        # Percentiles cost a sort: refresh them every 64 batches, not on every publish.
-        if self.batches % 64 == 0 or not hasattr(self, "_latency_cache"):
-            self._latency_cache = {k: _percentiles_ms(v) for k, v in self.latency.items()}
-        return self._latency_cache
+    def latency_ms(self, key: str) -> dict[str, float | None]:
+        """p50/p99 of the recent batch latencies (computed by the reader, off the hot path)."""
+        samples = self.latency.get(key)
+        return _percentiles_ms(deque(samples) if samples is not None else deque())
 
     def _publish(self) -> Snapshot:
         now = time.monotonic()
@@ -353,7 +351,6 @@ class EngineState:
             portfolio_equity=self.portfolio.equity.copy(),
             engine=engine,
             trades_seen=self.trades.count,
-            latency=self._latency_figures(),
             state=self,
         )
 
