@@ -258,6 +258,8 @@ class EngineState:
         self.snapshot = self._publish()
 
     def started(self, source: str, *, keep_all_fills: bool = False) -> None:
+        for samples in self.latency.values():
+            samples.clear()  # a new session's latency is its own
         self.source = source
         self.source_error = None
         self.run_status = "running"

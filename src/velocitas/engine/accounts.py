@@ -264,7 +264,7 @@ class AccountGroup:
         self.config = config
         self.cfg = config.as_array()
         self.order: list[str] = []
-        self.book = BuiltinBook()
+        self.book = BuiltinBook() if keep_fill_logs else BuiltinBook(curve_points=2)
         self.python: dict[str, Account] = {}
         self.coin_of: dict[str, str] = {}
         self.names: dict[str, tuple[str, dict[str, Any]]] = {}

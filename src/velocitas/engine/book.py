@@ -158,13 +158,16 @@ def _book(
 class BuiltinBook:
     """Flat state of a group's built-in accounts (rows in registration order)."""
 
-    def __init__(self) -> None:
+    def __init__(self, curve_points: int = CURVE_POINTS) -> None:
+        # Workers of the live engine keep no equity curves (the writer keeps P&L history):
+        # they use 2-point curves, which also keeps checkpoints small.
+        self.curve_points = max(2, curve_points)
         self.ids: list[str] = []
         self.strategies: list[BuiltinStrategy] = []
         self.coins: list[str] = []
         self.state = np.zeros((0, STATE_COLS))
-        self.c_ts = np.zeros((0, CURVE_POINTS), dtype=np.int64)
-        self.c_eq = np.zeros((0, CURVE_POINTS))
+        self.c_ts = np.zeros((0, self.curve_points), dtype=np.int64)
+        self.c_eq = np.zeros((0, self.curve_points))
         self.c_state = np.zeros((0, 3), dtype=np.int64)
         self._pack()
 
@@ -173,8 +176,8 @@ class BuiltinBook:
         self.strategies.append(strategy)
         self.coins.append(strategy.coin)
         self.state = np.vstack([self.state, new_state_row(capital)])
-        self.c_ts = np.vstack([self.c_ts, np.zeros((1, CURVE_POINTS), dtype=np.int64)])
-        self.c_eq = np.vstack([self.c_eq, np.zeros((1, CURVE_POINTS))])
+        self.c_ts = np.vstack([self.c_ts, np.zeros((1, self.curve_points), dtype=np.int64)])
+        self.c_eq = np.vstack([self.c_eq, np.zeros((1, self.curve_points))])
         self.c_state = np.vstack([self.c_state, np.array([[0, 1, 0]], dtype=np.int64)])
         self._pack()
 

@@ -58,6 +58,8 @@ class HFTEngine:
         data_dir: where recordings go (default: ``Settings().data_dir``, i.e.
             ``VELOCITAS_DATA_DIR`` or ``~/.velocitas``).
         record_segment_bytes: a recording's feed rotates to a new file past this size.
+        executor_options: passed to the executor, e.g. ``{"checkpoint_interval_s": 2.0}`` for
+            the process backend (how often a worker's shard is checkpointed for recovery).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class HFTEngine:
         record: bool = True,
         data_dir: Path | None = None,
         record_segment_bytes: int = 64 << 20,
+        executor_options: dict[str, Any] | None = None,
     ) -> None:
         if max_batch < 1 or queue_size < 1:
             raise ConfigError("max_batch and queue_size must be >= 1")
@@ -81,6 +84,7 @@ class HFTEngine:
         self.config = config or ExecutionConfig()
         self.max_batch = max_batch
         self._options: dict[str, Any] = {"address": address} if backend == "ray" else {}
+        self._options.update(executor_options or {})
         self._executor: Executor | None = None
         self._state = EngineState(self.config, trade_history)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)

@@ -23,6 +23,8 @@ import io
 import json
 import logging
 import pickle
+import queue
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +32,8 @@ from typing import Any
 
 import cloudpickle
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from velocitas.core.models import Dataset
 from velocitas.engine.fills import ExecutionConfig
@@ -40,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 FEED_HEADER = "timestamp,coin,price,qty\n"
 FILLS_HEADER = "strategy_id,timestamp,qty,price,fee\n"
+# Arrow writes doubles in their shortest round-trip form, so the replay reads back the very bits.
+_CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="none")
 
 
 class SessionRecorder:
@@ -70,13 +76,20 @@ class SessionRecorder:
         self._write_meta()
         self._segment = 0
         self._segment_bytes = 0
-        self._feed = io.StringIO()
-        self._fills = io.StringIO()
+        self._feed = io.BytesIO()
+        self._fills = io.BytesIO()
         self._updates = 0
         self._last_flush = time.monotonic()
+        self.failed = False
         self._new_segment()
         with gzip.open(self._fills_path, "wt") as f:
             f.write(FILLS_HEADER)
+        # Formatting and compressing run on a writer thread (Arrow and zlib release the GIL),
+        # so the engine's single writer only hands batches over.
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1024)
+        self._writer = threading.Thread(target=self._write_loop, name="velocitas-recorder")
+        self._writer.daemon = True
+        self._writer.start()
 
     @property
     def _fills_path(self) -> Path:
@@ -99,48 +112,76 @@ class SessionRecorder:
         self._write_meta()
 
     def record(self, batch: Dataset, packed: PackedUpdate) -> None:
-        """Append one processed batch and the fills it produced."""
+        """Queue one processed batch and its fills for the writer thread (blocks if it lags)."""
+        fills = None
+        if packed.fills.shape[0]:
+            fills = (packed.ids, packed.fills[:, [F_ACCOUNT, F_TS, F_QTY, F_PRICE, F_FEE]])
+        self._updates += len(batch)
+        self._queue.put((batch, fills))
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._write(*item)
+            except Exception:  # a full disk must not take the engine down: log and go on
+                logger.exception("session recording failed; the recording is incomplete")
+                self.failed = True
+
+    def _write(self, batch: Dataset, fills: tuple[tuple[str, ...], np.ndarray] | None) -> None:
         for s in batch.series:
             if len(s) == 0:
                 continue
-            rows = np.column_stack([s.timestamp_ms, s.price, s.volume])
-            for t, p, v in rows.tolist():
-                self._feed.write(f"{int(t)},{s.coin},{p!r},{v!r}\n")
-            self._updates += len(s)
-        f = packed.fills
-        if f.shape[0]:
-            for a, t, q, p, fee in f[:, [F_ACCOUNT, F_TS, F_QTY, F_PRICE, F_FEE]].tolist():
-                self._fills.write(f"{packed.ids[int(a)]},{int(t)},{q!r},{p!r},{fee!r}\n")
-        buffered = self._feed.tell()
-        if time.monotonic() - self._last_flush >= self.flush_interval_s or buffered >= min(
+            n = len(s)
+            table = pa.table(
+                {
+                    "timestamp": pa.array(s.timestamp_ms, type=pa.int64()),
+                    "coin": pa.DictionaryArray.from_arrays(
+                        pa.array(np.zeros(n, dtype=np.int32)), pa.array([s.coin])
+                    ),
+                    "price": pa.array(s.price, type=pa.float64()),
+                    "qty": pa.array(s.volume, type=pa.float64()),
+                }
+            )
+            pacsv.write_csv(table, self._feed, _CSV_OPTIONS)
+        if fills is not None:
+            ids, rows = fills
+            for a, t, q, p, fee in rows.tolist():
+                self._fills.write(f"{ids[int(a)]},{int(t)},{q!r},{p!r},{fee!r}\n".encode())
+        if time.monotonic() - self._last_flush >= self.flush_interval_s or self._feed.tell() >= min(
             1 << 20, self.max_segment_bytes // 2
         ):
-            self.flush()
+            self._flush_buffers()
 
-    def flush(self) -> None:
+    def _flush_buffers(self) -> None:
         """Write what is buffered as complete gzip members (readable even after a crash)."""
         self._last_flush = time.monotonic()
         feed = self._feed.getvalue()
         if feed:
-            member = gzip.compress(feed.encode(), compresslevel=6)
+            member = gzip.compress(feed, compresslevel=1)
             with open(self._segment_path, "ab") as out:
                 out.write(member)
             self._segment_bytes += len(member)
-            self._feed = io.StringIO()
+            self._feed = io.BytesIO()
             if self._segment_bytes >= self.max_segment_bytes:
                 self._new_segment()
         fills = self._fills.getvalue()
         if fills:
             with open(self._fills_path, "ab") as out:
-                out.write(gzip.compress(fills.encode(), compresslevel=6))
-            self._fills = io.StringIO()
+                out.write(gzip.compress(fills, compresslevel=1))
+            self._fills = io.BytesIO()
 
     def close(self, final_pnl: dict[str, float] | None = None) -> None:
-        """Flush and note the end (and each strategy's final total P&L, for the report)."""
-        self.flush()
+        """Write everything queued, then note the end and each strategy's final total P&L."""
+        self._queue.put(None)
+        self._writer.join()
+        self._flush_buffers()
         self.meta["stopped_at"] = time.time()
         self.meta["updates"] = self._updates
         self.meta["final_total_pnl"] = final_pnl or {}
+        self.meta["complete"] = not self.failed
         self._write_meta()
 
 

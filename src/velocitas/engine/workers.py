@@ -75,6 +75,10 @@ def serve(conn: Connection, config: ExecutionConfig) -> None:
         conn.send(reply)
         if kind == "stop":
             return
+        if kind == "batch" and len(message) > 3 and message[3]:
+            # Asked for a checkpoint: taken after the reply, so the batch did not wait for it.
+            blob = cloudpickle.dumps(group, protocol=pickle.HIGHEST_PROTOCOL)
+            conn.send(("checkpoint", message[1], blob))
 
 
 def _handle(kind: str, message: tuple[Any, ...], group: AccountGroup) -> tuple[Any, AccountGroup]:
@@ -85,8 +89,6 @@ def _handle(kind: str, message: tuple[Any, ...], group: AccountGroup) -> tuple[A
         return ("ok",), group
     if kind == "remove":
         return ("removed", group.remove(message[1])), group
-    if kind == "checkpoint":
-        return ("checkpoint", cloudpickle.dumps(group, protocol=pickle.HIGHEST_PROTOCOL)), group
     if kind == "restore":
         return ("ok",), cloudpickle.loads(message[1])
     if kind == "ping":

@@ -125,10 +125,16 @@ def test_live_snapshots_are_consistent_under_concurrent_reads():
     assert engine.get_pnl_history()
 
 
-def test_killed_worker_is_restarted_and_nothing_is_lost_or_duplicated():
+@pytest.mark.parametrize(
+    "checkpoint_interval_s",
+    [60.0, 0.01],  # recovery by replaying the whole journal / from a recent checkpoint
+)
+def test_killed_worker_is_restarted_and_nothing_is_lost_or_duplicated(checkpoint_interval_s):
     reference = _reference()
     data = generate(TICKS, COINS, seed=9).dataset
-    engine = HFTEngine(num_workers=2)
+    engine = HFTEngine(
+        num_workers=2, executor_options={"checkpoint_interval_s": checkpoint_interval_s}
+    )
     for s in _strategies():
         engine.register_strategy(s)
     engine.start(ReplaySource(data, speed=None, batch_size=50))
@@ -258,3 +264,29 @@ def test_ctrl_c_in_a_user_script_leaves_no_worker_behind(tmp_path: Path):
     time.sleep(0.2)
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+class DiesInWorker(Strategy):
+    """Kills any process that unpickles it (a stand-in for a worker that cannot start)."""
+
+    def __setstate__(self, state):
+        if os.getpid() != state["_owner_pid"]:
+            os._exit(3)
+        self.__dict__.update(state)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_owner_pid": self.__dict__.get("_owner_pid", os.getpid())}
+
+    def execute(self, market_data):
+        return None
+
+
+def test_a_worker_that_keeps_dying_is_given_up_with_a_clear_error():
+    from velocitas.engine.executors.process import WorkerError
+
+    engine = HFTEngine(num_workers=1)
+    try:
+        with pytest.raises(WorkerError, match="died 4 times"):
+            engine.register_strategy(DiesInWorker("Dies", "BTC"))
+    finally:
+        engine.close()

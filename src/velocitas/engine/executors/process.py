@@ -1,7 +1,9 @@
 """Worker processes: each owns a shard of accounts; batches go out, updates come back.
 
 Fault tolerance: the executor keeps, per worker, a checkpoint of its whole shard (taken every
-``checkpoint_every`` batches) and a journal of every command sent since. When a worker dies
+``checkpoint_interval_s`` of wall time, asynchronously: the worker sends it right after the
+reply to a batch, so no batch waits for it) and a journal of every command sent since. When a
+worker dies
 (its process sentinel fires, so detection is immediate while waiting and at most
 ``health_interval_s`` when idle), a new process restores the checkpoint and replays the
 journal. The engine is deterministic, so the replay rebuilds exactly the state the dead worker
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import pickle
+import time
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -34,6 +37,10 @@ class WorkerError(VelocitasError):
     """A worker reported a failure in the engine itself (not in a strategy)."""
 
 
+_CRASH_WINDOW_S = 10.0
+_MAX_RESTARTS_IN_WINDOW = 3
+
+
 class _Worker:
     """The engine-side handle of one worker process."""
 
@@ -45,8 +52,10 @@ class _Worker:
         self.coins: set[str] = set()
         self.checkpoint: bytes | None = None
         self.journal: list[tuple[Any, ...]] = []
-        self.batches_since_checkpoint = 0
+        self.checkpoint_requested_at = time.monotonic()
+        self.checkpoint_pending = False
         self.restarts = 0
+        self._restart_times: list[float] = []
         self._spawn()
 
     def _spawn(self) -> None:
@@ -62,12 +71,18 @@ class _Worker:
     def alive(self) -> bool:
         return bool(self.process.is_alive())
 
-    def send(self, message: tuple[Any, ...], *, journal: bool = True) -> None:
-        """Send a command; if the process is gone, restart it (the restart resends it)."""
+    def send(
+        self, message: tuple[Any, ...], *, journal: bool = True, extra: tuple[Any, ...] = ()
+    ) -> None:
+        """Send a command; if the process is gone, restart it (the restart resends it).
+
+        ``extra`` trailing fields (a checkpoint request) are sent but not journaled, so a
+        replay never asks for checkpoints.
+        """
         if journal:
             self.journal.append(message)
         try:
-            self.conn.send(message)
+            self.conn.send(message + extra)
         except OSError:
             self.process.join(timeout=1.0)
             if journal:
@@ -82,7 +97,17 @@ class _Worker:
         self.process.join(timeout=1.0)
         logger.warning("worker %d died (exit code %s); restarting", self.index,
                        self.process.exitcode)  # fmt: skip
+        now = time.monotonic()
+        self._restart_times = [t for t in self._restart_times if now - t < _CRASH_WINDOW_S]
+        self._restart_times.append(now)
+        if len(self._restart_times) > _MAX_RESTARTS_IN_WINDOW:
+            raise WorkerError(
+                f"worker {self.index} died {len(self._restart_times)} times within "
+                f"{_CRASH_WINDOW_S:.0f} s; giving up (a script that starts an engine needs "
+                "`if __name__ == '__main__':` around it, since workers import it)"
+            )
         self.restarts += 1
+        self.checkpoint_pending = False
         self._spawn()
         if self.checkpoint is not None:
             self.conn.send(("restore", self.checkpoint))
@@ -124,11 +149,11 @@ class ProcessExecutor:
         config: ExecutionConfig,
         num_workers: int,
         *,
-        checkpoint_every: int = 64,
+        checkpoint_interval_s: float = 2.0,
         start_method: str = "spawn",
     ) -> None:
         self.config = config
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval_s = checkpoint_interval_s
         ctx = mp.get_context(start_method)
         self.workers = [_Worker(i, ctx, config) for i in range(num_workers)]
         self.order: list[str] = []
@@ -147,9 +172,12 @@ class ProcessExecutor:
             if worker.conn in ready:
                 try:
                     reply: tuple[Any, ...] = worker.conn.recv()
-                    return reply
                 except (EOFError, OSError):
                     pass
+                else:
+                    if not self._side_message(worker, reply):
+                        return reply
+                    continue
             worker.restart()
 
     def add(self, strategy_id: str, strategy: Strategy) -> None:
@@ -183,7 +211,8 @@ class ProcessExecutor:
         for worker in self.workers:
             series = tuple(s for s in batch.series if s.coin in worker.coins)
             if series:
-                worker.send(("batch", self._seq, encode_batch(Dataset(series, batch.source))))
+                wire = encode_batch(Dataset(series, batch.source))
+                worker.send(("batch", self._seq, wire), extra=self._checkpoint_request(worker))
                 busy.append(worker)
         parts: list[PackedUpdate] = []
         waiting = list(busy)
@@ -197,24 +226,39 @@ class ProcessExecutor:
                         worker.process.join(timeout=1.0)
                         worker.restart()  # resends this batch
                         continue
+                    if self._side_message(worker, reply):
+                        continue
                     _expect(worker, reply, "batch")
                     parts.append(reply[2])
                     waiting.remove(worker)
                 elif worker.process.sentinel in ready:
                     worker.restart()  # resends this batch; its reply is awaited next round
-        for worker in busy:
-            worker.batches_since_checkpoint += 1
-            if worker.batches_since_checkpoint >= self.checkpoint_every:
-                self._checkpoint(worker)
         ids = {sid for p in parts for sid in p.ids}
         return merge(parts, [sid for sid in self.order if sid in ids])
 
-    def _checkpoint(self, worker: _Worker) -> None:
-        worker.send(("checkpoint",), journal=False)
-        reply = _expect(worker, self._receive(worker), "checkpoint")
-        worker.checkpoint = reply[1]
-        worker.journal.clear()
-        worker.batches_since_checkpoint = 0
+    def _checkpoint_request(self, worker: _Worker) -> tuple[Any, ...]:
+        """Ask for a checkpoint with this batch when the last one is old enough."""
+        now = time.monotonic()
+        if worker.checkpoint_pending or now - worker.checkpoint_requested_at < (
+            self.checkpoint_interval_s
+        ):
+            return ()
+        worker.checkpoint_pending = True
+        worker.checkpoint_requested_at = now
+        return (True,)
+
+    def _side_message(self, worker: _Worker, reply: tuple[Any, ...]) -> bool:
+        """Consume a checkpoint that arrived after a batch reply; True if it was one."""
+        if reply[0] != "checkpoint":
+            return False
+        seq = reply[1]
+        worker.checkpoint = reply[2]
+        worker.checkpoint_pending = False
+        for i, message in enumerate(worker.journal):
+            if message[0] == "batch" and message[1] == seq:
+                del worker.journal[: i + 1]  # the checkpoint includes everything up to here
+                break
+        return True
 
     def check_health(self) -> int:
         """Restart any worker that died while idle; returns how many were restarted."""
