@@ -119,7 +119,9 @@ class Snapshot:
             "params": info.params,
             "status": self.status[sid],
             "error": self.errors.get(sid),
-            "latency_ms": self.state.latency_ms(sid),
+            # A batch's results reach the writer together: a strategy's latency is that of
+            # the batches carrying its coin.
+            "latency_ms": self.state.latency_ms(info.coin),
         }
         if u is None:
             capital = self.state.config.capital
@@ -245,7 +247,7 @@ class EngineState:
         self.portfolio.add_coin(strategy.coin)
         self.portfolio.add_cash(self.config.capital)
         self.pnl_curves[sid] = EquityCurve()
-        self.latency[sid] = deque(maxlen=_LATENCY_SAMPLES)
+        self.latency.setdefault(strategy.coin, deque(maxlen=_LATENCY_SAMPLES))
         self.snapshot = self._publish()
 
     def removed(self, sid: str, final: AccountUpdate) -> None:
@@ -281,11 +283,13 @@ class EngineState:
         self.portfolio.mark(batch, packed)
         latency = time.perf_counter_ns() - oldest_arrival_ns
         self.latency[_GLOBAL].append(latency)
-        present = {s.coin for s in batch.series if len(s) > 0}
+        for s in batch.series:
+            samples = self.latency.get(s.coin)
+            if samples is not None and s.timestamp_ms.shape[0]:
+                samples.append(latency)
+        latest = self.latest
         for r, sid in enumerate(packed.ids):
-            self.latest[sid] = packed.state[r]
-            if packed.coins[r] in present:
-                self.latency[sid].append(latency)
+            latest[sid] = packed.state[r]
         for sid, error in packed.errors.items():
             if self.status.get(sid) == "active":
                 self.status[sid] = "errored"

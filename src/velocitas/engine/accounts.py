@@ -250,6 +250,14 @@ def pack_updates(updates: list[AccountUpdate]) -> PackedUpdate:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupLayout:
+    ids: tuple[str, ...]
+    coins: tuple[str, ...]
+    row: dict[str, int]
+    book_rows: np.ndarray  # the group row of each book row
+
+
 class AccountGroup:
     """A set of accounts processed together over the same batches (one worker's shard).
 
@@ -271,6 +279,7 @@ class AccountGroup:
         self.errors: dict[str, str] = {}
         self._fills: dict[str, list[np.ndarray]] | None = {} if keep_fill_logs else None
         self._last: PackedUpdate | None = None
+        self._layout_cache: _GroupLayout | None = None
 
     @property
     def accounts(self) -> list[str]:
@@ -292,6 +301,7 @@ class AccountGroup:
         if self._fills is not None:
             self._fills[strategy_id] = []
         self._last = None
+        self._layout_cache = None
 
     def remove(self, strategy_id: str) -> AccountUpdate:
         """Stop an account; returns its final state."""
@@ -303,15 +313,31 @@ class AccountGroup:
         self.order.remove(strategy_id)
         del self.coin_of[strategy_id]
         self._last = None
+        self._layout_cache = None
         return final
 
+    def _layout(self) -> _GroupLayout:
+        """Row bookkeeping, rebuilt only when accounts come or go."""
+        if self._layout_cache is None:
+            row = {sid: i for i, sid in enumerate(self.order)}
+            self._layout_cache = _GroupLayout(
+                ids=tuple(self.order),
+                coins=tuple(self.coin_of[s] for s in self.order),
+                row=row,
+                book_rows=np.array([row[s] for s in self.book.ids], dtype=np.int64),
+            )
+        return self._layout_cache
+
     def _state_rows(self) -> FloatArray:
+        layout = self._layout()
+        if not self.python and len(self.book.ids) == len(self.order):
+            return self.book.state[layout.book_rows.argsort()] if len(self.order) else (
+                np.zeros((0, STATE_COLS)))  # fmt: skip
         state = np.zeros((len(self.order), STATE_COLS))
-        row = {sid: i for i, sid in enumerate(self.order)}
         if self.book.ids:
-            state[[row[s] for s in self.book.ids]] = self.book.state
+            state[layout.book_rows] = self.book.state
         for sid, account in self.python.items():
-            state[row[sid]] = account.state_row()
+            state[layout.row[sid]] = account.state_row()
         return state
 
     def process_packed(self, batch: Dataset) -> PackedUpdate:
@@ -331,10 +357,11 @@ class AccountGroup:
         book.state[:, UPDATES_BEFORE] = book.state[:, UPDATES]
         book.state[:, FILLS_BEFORE] = book.state[:, FILLS_TOTAL]
         book.state[:, POSITION_BEFORE] = book.state[:, LEDGER.start + POSITION]
-        row = {sid: i for i, sid in enumerate(self.order)}
+        layout = self._layout()
+        row = layout.row
         fills = [book.run(self.cfg, coin_index, starts, lengths, ts, price)]
         if fills[0].shape[0]:
-            book_rows = np.array([row[s] for s in book.ids], dtype=np.int64)
+            book_rows = layout.book_rows
             counts = np.bincount(fills[0][:, F_ACCOUNT].astype(np.int64), minlength=len(book.ids))
             book.state[:, FILLS_TOTAL] += counts
             fills[0][:, F_ACCOUNT] = book_rows[fills[0][:, F_ACCOUNT].astype(np.int64)]
@@ -357,8 +384,8 @@ class AccountGroup:
         if len(fills) > 1:
             all_fills = all_fills[np.argsort(all_fills[:, F_ACCOUNT], kind="stable")]
         packed = PackedUpdate(
-            ids=tuple(self.order),
-            coins=tuple(self.coin_of[s] for s in self.order),
+            ids=layout.ids,
+            coins=layout.coins,
             state=self._state_rows(),
             fills=all_fills,
             errors=dict(self.errors),

@@ -13,6 +13,7 @@ one row per new fill, an account's fills contiguous and in time order, columns `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -87,10 +88,10 @@ class PackedUpdate:
         return float(self.state[row, LEDGER][POSITION])
 
 
-def merge(parts: list[PackedUpdate], order: list[str]) -> PackedUpdate:
-    """Several groups' updates as one, accounts in ``order`` (ids absent from parts skipped)."""
-    if len(parts) == 1 and list(parts[0].ids) == order:
-        return parts[0]
+_Layout = tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]
+
+
+def _layout(parts: list[PackedUpdate], order: list[str]) -> _Layout:
     ids: list[str] = []
     coins: list[str] = []
     for p in parts:
@@ -100,6 +101,28 @@ def merge(parts: list[PackedUpdate], order: list[str]) -> PackedUpdate:
     perm = np.array([position[sid] for sid in order if sid in position], dtype=np.int64)
     new_row = np.empty(len(ids), dtype=np.int64)
     new_row[perm] = np.arange(len(perm))
+    return perm, new_row, tuple(ids[i] for i in perm), tuple(coins[i] for i in perm)
+
+
+def merge(
+    parts: list[PackedUpdate], order: list[str], cache: dict[Any, _Layout] | None = None
+) -> PackedUpdate:
+    """Several groups' updates as one, accounts in ``order`` (ids absent from parts skipped).
+
+    ``cache`` remembers the row permutation per combination of parts (the same every batch
+    until a strategy is added or removed).
+    """
+    if len(parts) == 1 and list(parts[0].ids) == order:
+        return parts[0]
+    key = (tuple(p.ids for p in parts), tuple(order))
+    layout = cache.get(key) if cache is not None else None
+    if layout is None:
+        layout = _layout(parts, order)
+        if cache is not None:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = layout
+    perm, new_row, merged_ids, merged_coins = layout
     state = np.concatenate([p.state for p in parts]) if parts else np.zeros((0, STATE_COLS))
     offset = 0
     fills = []
@@ -116,8 +139,8 @@ def merge(parts: list[PackedUpdate], order: list[str]) -> PackedUpdate:
     for p in parts:
         errors.update(p.errors)
     return PackedUpdate(
-        ids=tuple(ids[i] for i in perm),
-        coins=tuple(coins[i] for i in perm),
+        ids=merged_ids,
+        coins=merged_coins,
         state=state[perm],
         fills=all_fills,
         errors=errors,

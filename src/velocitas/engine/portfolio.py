@@ -48,12 +48,14 @@ class Portfolio:
         self.first_price = np.full(n, np.nan)
         self.equity = equity_init(capital)
         self.curve = EquityCurve()
+        self._all_priced = False
 
     def add_coin(self, coin: str) -> None:
         if coin in self._index:
             return
         self._index[coin] = len(self.coins)
         self.coins.append(coin)
+        self._all_priced = False
         self.positions = np.append(self.positions, 0.0)
         self.last_price = np.append(self.last_price, np.nan)
         self.first_price = np.append(self.first_price, np.nan)
@@ -114,10 +116,12 @@ class Portfolio:
         )  # fmt: skip
 
     def _merge(self, present: list[CoinSeries]) -> tuple[np.ndarray, ...]:
-        for s in present:
-            ci = self._index[s.coin]
-            if np.isnan(self.first_price[ci]):
-                self.first_price[ci] = s.price[0]
+        if not self._all_priced:
+            for s in present:
+                ci = self._index[s.coin]
+                if np.isnan(self.first_price[ci]):
+                    self.first_price[ci] = s.price[0]
+            self._all_priced = not np.isnan(self.first_price).any()
         if len(present) == 1:
             only = present[0]
             order = np.arange(len(only), dtype=np.int64)
@@ -125,9 +129,8 @@ class Portfolio:
             return only.timestamp_ms, only.price, row_coin, order, order
         ts = np.concatenate([s.timestamp_ms for s in present])
         price = np.concatenate([s.price for s in present])
-        row_coin = np.concatenate(
-            [np.full(len(s), self._index[s.coin], dtype=np.int64) for s in present]
-        )
+        lengths = [s.timestamp_ms.shape[0] for s in present]
+        row_coin = np.repeat(np.array([self._index[s.coin] for s in present]), lengths)
         order = np.argsort(ts, kind="stable").astype(np.int64)
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order), dtype=np.int64)

@@ -11,6 +11,7 @@ import logging
 import pickle
 import signal
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -57,8 +58,13 @@ def decode_batch(wire: tuple[tuple[str, ...], bytes, bytes, bytes, bytes]) -> Da
     return Dataset(tuple(series))
 
 
-def serve(conn: Connection, config: ExecutionConfig) -> None:
-    """Worker entry point: answer commands until ``stop`` or a closed pipe."""
+def serve(conn: Connection, config: ExecutionConfig, checkpoint_dir: str) -> None:
+    """Worker entry point: answer commands until ``stop`` or a closed pipe.
+
+    Checkpoints go to files in ``checkpoint_dir`` and only their name goes through the pipe:
+    a large unsolicited message could fill the pipe while the engine is sending a large batch,
+    and both sides would block forever.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     group = AccountGroup(config, keep_fill_logs=False)
     while True:
@@ -77,8 +83,11 @@ def serve(conn: Connection, config: ExecutionConfig) -> None:
             return
         if kind == "batch" and len(message) > 3 and message[3]:
             # Asked for a checkpoint: taken after the reply, so the batch did not wait for it.
-            blob = cloudpickle.dumps(group, protocol=pickle.HIGHEST_PROTOCOL)
-            conn.send(("checkpoint", message[1], blob))
+            path = Path(checkpoint_dir) / f"shard-{message[1]}.ckpt"
+            partial = path.with_suffix(".partial")
+            partial.write_bytes(cloudpickle.dumps(group, protocol=pickle.HIGHEST_PROTOCOL))
+            partial.replace(path)
+            conn.send(("checkpoint", message[1], str(path)))
 
 
 def _handle(kind: str, message: tuple[Any, ...], group: AccountGroup) -> tuple[Any, AccountGroup]:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import pickle
+import tempfile
 import time
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -44,13 +46,15 @@ _MAX_RESTARTS_IN_WINDOW = 3
 class _Worker:
     """The engine-side handle of one worker process."""
 
-    def __init__(self, index: int, ctx: Any, config: ExecutionConfig) -> None:
+    def __init__(self, index: int, ctx: Any, config: ExecutionConfig, checkpoint_dir: Path) -> None:
         self.index = index
         self.ctx = ctx
         self.config = config
+        self.checkpoint_dir = checkpoint_dir / f"worker-{index}"
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.ids: list[str] = []
         self.coins: set[str] = set()
-        self.checkpoint: bytes | None = None
+        self.checkpoint: Path | None = None
         self.journal: list[tuple[Any, ...]] = []
         self.checkpoint_requested_at = time.monotonic()
         self.checkpoint_pending = False
@@ -61,8 +65,8 @@ class _Worker:
     def _spawn(self) -> None:
         self.conn, child = self.ctx.Pipe(duplex=True)
         self.process = self.ctx.Process(
-            target=serve, args=(child, self.config), name=f"velocitas-worker-{self.index}",
-            daemon=True,
+            target=serve, args=(child, self.config, str(self.checkpoint_dir)),
+            name=f"velocitas-worker-{self.index}", daemon=True,
         )  # fmt: skip
         self.process.start()
         child.close()
@@ -110,7 +114,7 @@ class _Worker:
         self.checkpoint_pending = False
         self._spawn()
         if self.checkpoint is not None:
-            self.conn.send(("restore", self.checkpoint))
+            self.conn.send(("restore", self.checkpoint.read_bytes()))
             _expect(self, self.conn.recv(), "ok")
         for message in self.journal[:-1]:
             self.conn.send(message)
@@ -155,12 +159,15 @@ class ProcessExecutor:
         self.config = config
         self.checkpoint_interval_s = checkpoint_interval_s
         ctx = mp.get_context(start_method)
-        self.workers = [_Worker(i, ctx, config) for i in range(num_workers)]
+        self._checkpoints = tempfile.TemporaryDirectory(prefix="velocitas-checkpoints-")
+        root = Path(self._checkpoints.name)
+        self.workers = [_Worker(i, ctx, config, root) for i in range(num_workers)]
         self.order: list[str] = []
         self.where: dict[str, _Worker] = {}
         self.coin_of: dict[str, str] = {}
         self._seq = 0
         self._closed = False
+        self._layouts: dict[Any, Any] = {}
 
     def _call(self, worker: _Worker, message: tuple[Any, ...], kind: str) -> tuple[Any, ...]:
         worker.send(message)
@@ -214,7 +221,7 @@ class ProcessExecutor:
                 wire = encode_batch(Dataset(series, batch.source))
                 worker.send(("batch", self._seq, wire), extra=self._checkpoint_request(worker))
                 busy.append(worker)
-        parts: list[PackedUpdate] = []
+        parts: dict[int, PackedUpdate] = {}
         waiting = list(busy)
         while waiting:
             ready = wait([w.conn for w in waiting] + [w.process.sentinel for w in waiting])
@@ -229,12 +236,11 @@ class ProcessExecutor:
                     if self._side_message(worker, reply):
                         continue
                     _expect(worker, reply, "batch")
-                    parts.append(reply[2])
+                    parts[worker.index] = reply[2]
                     waiting.remove(worker)
                 elif worker.process.sentinel in ready:
                     worker.restart()  # resends this batch; its reply is awaited next round
-        ids = {sid for p in parts for sid in p.ids}
-        return merge(parts, [sid for sid in self.order if sid in ids])
+        return merge([parts[w.index] for w in busy], self.order, self._layouts)
 
     def _checkpoint_request(self, worker: _Worker) -> tuple[Any, ...]:
         """Ask for a checkpoint with this batch when the last one is old enough."""
@@ -252,7 +258,9 @@ class ProcessExecutor:
         if reply[0] != "checkpoint":
             return False
         seq = reply[1]
-        worker.checkpoint = reply[2]
+        previous, worker.checkpoint = worker.checkpoint, Path(reply[2])
+        if previous is not None and previous != worker.checkpoint:
+            previous.unlink(missing_ok=True)
         worker.checkpoint_pending = False
         for i, message in enumerate(worker.journal):
             if message[0] == "batch" and message[1] == seq:
@@ -290,3 +298,4 @@ class ProcessExecutor:
         self._closed = True
         for worker in self.workers:
             worker.stop()
+        self._checkpoints.cleanup()
