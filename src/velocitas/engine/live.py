@@ -28,7 +28,7 @@ from typing import Any
 
 from velocitas.core.errors import ConfigError
 from velocitas.core.models import Dataset
-from velocitas.data.sources import DataSource, SyntheticSource, concat_batches
+from velocitas.data.sources import DataSource, concat_batches
 from velocitas.engine._snapshots import EngineState, Snapshot
 from velocitas.engine.accounts import pack_updates
 from velocitas.engine.executors import Executor, make_executor
@@ -36,6 +36,7 @@ from velocitas.engine.fills import ExecutionConfig
 from velocitas.engine.packed import PackedUpdate
 from velocitas.engine.recording import SessionRecorder, new_session_dir
 from velocitas.engine.results import BacktestResult
+from velocitas.engine.source_factory import make_source
 from velocitas.strategies.base import Strategy
 
 logger = logging.getLogger(__name__)
@@ -163,8 +164,9 @@ class HFTEngine:
     ) -> None:
         """Start streaming from ``data_source`` in the background; returns at once.
 
-        ``"synthetic"`` takes ``rate_per_s`` (default 1,000 updates/s; None: as fast as
-        possible) and ``seed``.
+        ``data_source`` is a ``DataSource`` or a name with its options (see
+        ``engine/source_factory.py``): ``start("replay", coins=["BTC"], dataset="x.csv",
+        speed=10)``, ``start("synthetic", coins=["BTC", "ETH"], rate_per_s=5_000)``...
         """
         if self._running.is_set():
             raise ConfigError("the engine is already running; stop() it first")
@@ -208,16 +210,7 @@ class HFTEngine:
         if not isinstance(data_source, str):
             return data_source
         wanted = [c.upper() for c in coins] if coins else sorted(self._state.coins()) or ["BTC"]
-        if data_source == "synthetic":
-            options.setdefault("rate_per_s", 1_000.0)
-            options.setdefault("batch_size", 1)
-            try:
-                return SyntheticSource(wanted, **options)
-            except TypeError as e:
-                raise ConfigError(f"synthetic source: {e}") from None
-        raise ConfigError(
-            f"unknown data_source {data_source!r}; this build has 'synthetic' or a DataSource"
-        )
+        return make_source(data_source, wanted, **options)
 
     def _produce(self, source: DataSource) -> None:
         try:
