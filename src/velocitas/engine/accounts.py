@@ -19,9 +19,8 @@ from velocitas.analysis.metrics import equity_init, round_trip_init, summarize
 from velocitas.core.errors import ConfigError, StrategyError
 from velocitas.core.models import CoinSeries, Dataset, FloatArray
 from velocitas.engine.book import BuiltinBook
-from velocitas.engine.builtin_path import run_builtin
 from velocitas.engine.fills import ExecutionConfig, FillLog
-from velocitas.engine.ledger import CASH, FEES, POSITION, LedgerSnapshot, ledger_init
+from velocitas.engine.ledger import FEES, POSITION, LedgerSnapshot, ledger_init
 from velocitas.engine.marking import EquityCurve, mark_account
 from velocitas.engine.packed import (
     EQUITY,
@@ -74,7 +73,7 @@ class AccountUpdate:
 
 
 class Account:
-    """One (coin, strategy) account's whole mutable state."""
+    """One Python strategy's account (built-ins live in ``engine/book.py`` instead)."""
 
     def __init__(self, strategy_id: str, strategy: Strategy, config: ExecutionConfig) -> None:
         self.strategy_id = strategy_id
@@ -134,14 +133,6 @@ class Account:
         if self.error is not None:
             return
         s = self.strategy
-        if isinstance(s, BuiltinStrategy):
-            run_builtin(
-                s.kind, s.packed_params, s.float_state, s.int_state, self.ledger, self.trips,
-                self.pending, cfg, series.timestamp_ms, series.price, self.updates, self.log,
-            )  # fmt: skip
-            s.position = float(self.ledger[POSITION])
-            s.cash = float(self.ledger[CASH])
-            return
         try:
             run_python(
                 s, series, self.ledger, self.trips, self.pending, cfg, self.updates, self.log
@@ -163,46 +154,6 @@ class Account:
         )  # fmt: skip
         self.updates += len(series)
         self.last_price = float(series.price[-1])
-
-    def process(self, series: CoinSeries, cfg: np.ndarray) -> AccountUpdate:
-        first, before = self.log.count, self.updates
-        position = float(self.ledger[POSITION])
-        self.decide(series, cfg)
-        self.mark(series, first)
-        return self.update_since(first, before, position)
-
-    def update_since(
-        self, first_fill: int, updates_before: int, position_before: float
-    ) -> AccountUpdate:
-        n = self.log.count
-        return AccountUpdate(
-            strategy_id=self.strategy_id,
-            coin=self.strategy.coin,
-            first_fill=self.fills_dropped + first_fill,
-            updates_before=updates_before,
-            position_before=position_before,
-            updates=self.updates,
-            fills={k: v[first_fill:n].copy() for k, v in self.log.columns().items()},
-            ledger=self.ledger.copy(),
-            trips=self.trips.copy(),
-            equity=self.equity.copy(),
-            last_price=self.last_price,
-            error=self.error,
-        )
-
-    def result(self) -> AccountResult:
-        s = self.strategy
-        return AccountResult(
-            strategy_id=self.strategy_id,
-            strategy=s.name,
-            coin=s.coin,
-            params=dict(s.params),
-            metrics=summarize(self.equity, self.trips, float(self.ledger[FEES])),
-            ledger=LedgerSnapshot.of(self.ledger, self.last_price),
-            fills={k: v.copy() for k, v in self.log.columns().items()},
-            equity_curve=self.curve.points(),
-            error=self.error,
-        )
 
 
 def account_update(packed: PackedUpdate, row: int) -> AccountUpdate:
