@@ -64,4 +64,13 @@ def _replay(
 
 def _network_source(name: str, coins: Sequence[str], options: dict[str, Any]) -> Any:
     """The network sources; their modules are imported only when asked for."""
+    if name == "coingecko":
+        from velocitas.data.coingecko import coingecko_source
+        from velocitas.settings import Settings
+
+        return coingecko_source(coins, Settings(), **options)
+    if name.startswith("ccxt:"):
+        from velocitas.data.ccxt_source import ccxt_source
+
+        return ccxt_source(name.removeprefix("ccxt:"), coins, **options)
     return None
