@@ -52,7 +52,10 @@ def make_executor(
 
         return ProcessExecutor(config, num_workers, **options)
     if backend == "ray":
-        from velocitas.engine.executors.ray import RayExecutor
+        try:
+            from velocitas.engine.executors.ray import RayExecutor
+        except ModuleNotFoundError as e:
+            raise ConfigError(f'backend="ray" needs Ray: pip install "velocitas[ray]" ({e})') from e
 
         return RayExecutor(config, num_workers, **options)
     raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, was {backend!r}")
