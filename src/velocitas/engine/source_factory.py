@@ -64,6 +64,11 @@ def _replay(
 
 def _network_source(name: str, coins: Sequence[str], options: dict[str, Any]) -> Any:
     """The network sources; their modules are imported only when asked for."""
+    if name == "binance":
+        from velocitas.data.binance import binance_source
+        from velocitas.settings import Settings
+
+        return binance_source(coins, Settings(), **options)
     if name == "coingecko":
         from velocitas.data.coingecko import coingecko_source
         from velocitas.settings import Settings
